@@ -1,0 +1,58 @@
+# tenantkit: `make help` lists every target.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint migrate psql up down logs test-compose load load-noisy bench
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "tenantkit needs Python 3.11 or newer on PATH (python3.11, python3.12, python3.13 or python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## Create .venv and install tenantkit with its dev tools
+
+run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations, users, gateway)
+	$(PY) -m kit.run
+
+test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
+	$(PY) -m pytest
+
+lint: $(INSTALLED) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy gateway services kit migrations
+
+migrate: $(INSTALLED) ## Apply the Alembic migrations to $$DATABASE_URL
+	$(PY) -m migrations
+
+psql: $(INSTALLED) ## Open psql on the database of the running `make run` stack
+	$(PY) -m kit.psql
+
+up: ## Build and start the stack under docker compose (gateway on localhost:8000)
+	@echo "make up: not built yet"; exit 1
+
+down: ## Stop the compose stack
+	docker compose down
+
+logs: ## Follow the compose stack's logs
+	docker compose logs -f
+
+test-compose: $(INSTALLED) ## Bring the compose stack up, run the e2e suite against it, tear it down
+	@echo "make test-compose: not built yet"; exit 1
+
+load: $(INSTALLED) ## Locust, headless, per tenant, against $$LOCUST_HOST
+	$(PY) -m loadtests
+
+load-noisy: $(INSTALLED) ## The noisy-neighbour scenario: one tenant floods, the others are measured
+	$(PY) -m loadtests --noisy
+
+bench: $(INSTALLED) ## The benchmarks; prints ratios measured side by side
+	$(PY) -m bench
