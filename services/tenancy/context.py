@@ -1,0 +1,49 @@
+"""The FastAPI side of the signed tenant context: no valid signature, no tenant, no data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
+
+from services.tenancy.runtime import Tenancy
+from services.tenancy.signing import SignatureError, TenantContext, request_target, verify_headers
+
+
+def tenancy(request: Request) -> Tenancy:
+    """The tenancy runtime that the service's lifespan put into the request state."""
+    return request.state.tenancy  # type: ignore[no-any-return]
+
+
+def signed_context(request: Request) -> TenantContext:
+    """Verify the gateway's signature over this exact request; 401 when it does not hold."""
+    runtime = tenancy(request)
+    try:
+        return verify_headers(
+            runtime.signing_secret,
+            getlist=request.headers.getlist,
+            method=request.method,
+            target=request_target(request.scope["raw_path"], request.scope["query_string"]),
+        )
+    except SignatureError as exc:
+        # The reason stays in the log: telling a caller which check failed helps only a forger.
+        runtime.log.info("refused unsigned request: %s", exc)
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED, detail="missing or invalid tenant context"
+        ) from None
+
+
+TenantDep = Annotated[TenantContext, Depends(signed_context)]
+
+
+def tenant_session(request: Request, context: TenantDep) -> Iterator[Session]:
+    """One transaction per request, as the signed tenant; committed before the response."""
+    with tenancy(request).session(context.tenant_id) as session, session.begin():
+        yield session
+
+
+# scope="function": the commit runs before the response is sent, so a failed commit is the
+# client's error answer rather than a 201 for data that is not there.
+SessionDep = Annotated[Session, Depends(tenant_session, scope="function")]

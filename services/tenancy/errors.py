@@ -1,0 +1,28 @@
+"""Database failures as HTTP answers: PostgreSQL down or too slow is a fast 503, never a hang."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger("tenancy")
+
+DATABASE_UNAVAILABLE = "database unavailable"
+
+
+async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", str(error).splitlines()[0] if str(error) else error)
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
+def install_database_error_handlers(app: FastAPI) -> None:
+    """Map lost connections, refused connects, timeouts and an exhausted pool to 503."""
+    # OperationalError covers refused/broken connections and statement_timeout
+    # (QueryCanceled); InterfaceError a connection closed under us; TimeoutError the pool.
+    for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.add_exception_handler(error, _database_unavailable)

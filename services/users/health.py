@@ -1,0 +1,26 @@
+"""Liveness and readiness, unauthenticated (SPEC §5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from services.tenancy.context import tenancy
+from services.tenancy.runtime import database_ready
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "PostgreSQL unreachable"}})
+async def readyz(request: Request) -> JSONResponse:
+    if await run_in_threadpool(database_ready, tenancy(request).engine):
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {"detail": "postgresql unreachable", "missing": ["postgresql"]}, status_code=503
+    )

@@ -1,0 +1,51 @@
+"""The users resource on the wire: request bodies in, response bodies out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+
+# PostgreSQL text cannot hold NUL; refusing it here keeps it a 422 rather than a 500.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    email: EmailStr | None = None
+
+
+class UserUpdate(BaseModel):
+    """Only the fields present change; `"email": null` removes the email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    email: EmailStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_not_removable(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("name cannot be null")
+        return value
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    tenant_id: int
+    name: str
+    email: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Problem(BaseModel):
+    """Every error answer: `{"detail": ...}`."""
+
+    detail: str = Field(examples=["user not found"])

@@ -1,0 +1,70 @@
+"""The users rules, free of HTTP. No query here filters by tenant: the session's walls do."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.users.models import User
+from services.users.schemas import UserCreate, UserUpdate
+
+_EMAIL_CONSTRAINT = "users_tenant_email_key"
+
+
+class UserNotFound(Exception):
+    """No user with this id for the current tenant (whether or not another tenant has one)."""
+
+
+class DuplicateEmail(Exception):
+    """Another user of the same tenant already has this email (compared case-insensitively)."""
+
+
+def list_users(session: Session, *, after: int | None, limit: int) -> tuple[list[User], bool]:
+    """Up to `limit` users with ids above `after`, by id; and whether more follow."""
+    query = select(User).order_by(User.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(User.id > after)
+    users = list(session.scalars(query))
+    return users[:limit], len(users) > limit
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """The current tenant's user `user_id`, or `UserNotFound`."""
+    user = session.scalars(select(User).where(User.id == user_id)).one_or_none()
+    if user is None:
+        raise UserNotFound(user_id)
+    return user
+
+
+def create_user(session: Session, *, data: UserCreate) -> User:
+    """Add a user to the current tenant (its tenant_id is stamped by the session)."""
+    user = User(name=data.name, email=data.email)
+    session.add(user)
+    _flush(session)
+    return user
+
+
+def update_user(session: Session, user: User, *, changes: UserUpdate) -> User:
+    """Apply the fields present in `changes`."""
+    for field in changes.model_fields_set:
+        setattr(user, field, getattr(changes, field))
+    _flush(session)
+    return user
+
+
+def delete_user(session: Session, user: User) -> None:
+    """Remove the user."""
+    session.delete(user)
+    _flush(session)
+
+
+def _flush(session: Session) -> None:
+    # Flush here, not at commit, so that a constraint violation becomes a domain error.
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if constraint == _EMAIL_CONSTRAINT:
+            raise DuplicateEmail from None
+        raise
