@@ -1,0 +1,44 @@
+"""`python -m loadtests` (`make load`) and `python -m loadtests --noisy` (`make load-noisy`).
+
+Arguments after the options go to Locust unchanged, e.g. `--master --expect-workers 2`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from loadtests.noisy import run_noisy
+from loadtests.runner import LOCUSTFILE, preflight, report_paths, run_locust
+from loadtests.settings import LoadSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the load test chosen on the command line; its exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests",
+        description="Per-tenant Locust load test against a running tenantkit gateway.",
+    )
+    parser.add_argument(
+        "--noisy", action="store_true", help="one tenant floods; report how the others fare"
+    )
+    args, locust_args = parser.parse_known_args(argv)
+    settings = LoadSettings.load()
+    token = preflight(settings)
+    if args.noisy:
+        return run_noisy(settings, token=token, extra_args=locust_args)
+    code = run_locust(
+        settings,
+        locustfile=LOCUSTFILE,
+        report_name="load",
+        users=settings.LOAD_USERS,
+        run_time=settings.LOAD_TIME,
+        env={"ADMIN_TOKEN": token},
+        extra_args=locust_args,
+    )
+    print(f"reports: {report_paths(settings, 'load')}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

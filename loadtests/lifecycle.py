@@ -1,0 +1,162 @@
+"""Locust event listeners: tenants at test start, clean-up at stop, verdict and summary at exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import gevent
+from locust import constant_throughput, events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests.settings import LoadSettings, resolve_admin_token
+from loadtests.state import STATE
+from loadtests.summary import as_json, measured, per_tenant, render, verdict
+from loadtests.tenants import (
+    AdminClient,
+    AdminError,
+    LoadTenant,
+    create_tenants,
+    delete_tenants,
+    load_tenants,
+)
+from loadtests.users import FloodUser
+
+logger = logging.getLogger("loadtests")
+
+TENANTS_MESSAGE = "tenantkit-tenants"
+SETUP_FAILED_EXIT = 2
+
+
+def _settings() -> LoadSettings:
+    assert STATE.settings is not None, "the init listener reads the settings first"
+    return STATE.settings
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    """Read the settings once per process; workers learn the tenants from the master."""
+    settings = LoadSettings.load()
+    STATE.settings = settings
+    FloodUser.fixed_count = settings.LOAD_FLOOD_USERS
+    FloodUser.wait_time = constant_throughput(settings.LOAD_FLOOD_RPS_PER_USER)
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(TENANTS_MESSAGE, _receive_tenants)
+
+
+def _receive_tenants(environment: Environment, msg: Any, **_: Any) -> None:
+    data = msg.data
+    if data.get("error"):
+        STATE.fail_setup(data["error"])
+    else:
+        STATE.use_tenants([LoadTenant(**t) for t in data["tenants"]], users=data["users"])
+
+
+def _planned_users(environment: Environment, settings: LoadSettings) -> int:
+    """How many normal users will be bound to tenants (flood users are not)."""
+    options = environment.parsed_options
+    users = getattr(options, "num_users", None) if options else None
+    planned = int(users) if users else settings.LOAD_USERS
+    if FloodUser in environment.user_classes:
+        planned -= settings.LOAD_FLOOD_USERS
+    return max(planned, 1)
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **_: Any) -> None:
+    """Create the tenants (or read the runner's), then tell the workers."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    settings = _settings()
+    users = _planned_users(environment, settings)
+    try:
+        if settings.LOAD_TENANTS_FILE is not None:
+            tenants = load_tenants(settings.LOAD_TENANTS_FILE)
+        else:
+            host = environment.host or settings.LOCUST_HOST
+            with AdminClient(host, resolve_admin_token(settings)) as admin:
+                admin.check()
+                tenants = create_tenants(
+                    admin,
+                    count=settings.LOAD_TENANTS,
+                    rate_limits=[settings.LOAD_RATE_LIMIT_PER_SECOND] * settings.LOAD_TENANTS,
+                )
+            STATE.created_here = True
+            ids = ", ".join(f"{t.label}=id {t.id}" for t in tenants)
+            logger.info("created %d tenants: %s", len(tenants), ids)
+    except (AdminError, OSError, ValueError) as exc:
+        message = f"loadtests: cannot set up tenants: {exc}"
+        logger.error(message)
+        STATE.fail_setup(message)
+        _broadcast(environment, {"error": message})
+        environment.process_exit_code = SETUP_FAILED_EXIT
+        runner = environment.runner
+        if runner is not None:
+            gevent.spawn(runner.quit)
+        return
+    STATE.use_tenants(tenants, users=users)
+    _broadcast(environment, {"tenants": [asdict(t) for t in tenants], "users": users})
+
+
+def _broadcast(environment: Environment, data: dict[str, Any]) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.send_message(TENANTS_MESSAGE, data)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_: Any) -> None:
+    """Delete the tenants this run created, with all their rows, unless LOAD_KEEP=1."""
+    if isinstance(environment.runner, WorkerRunner) or not STATE.created_here:
+        return
+    settings = _settings()
+    if settings.LOAD_KEEP:
+        logger.info("LOAD_KEEP=1: the %d load-test tenants stay", len(STATE.tenants))
+        return
+    try:
+        host = environment.host or settings.LOCUST_HOST
+        with AdminClient(host, resolve_admin_token(settings)) as admin:
+            delete_tenants(admin, STATE.tenants)
+        STATE.created_here = False
+    except (AdminError, OSError) as exc:
+        logger.error("loadtests: could not delete the load-test tenants: %s", exc)
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Environment, **_: Any) -> None:
+    """Print the per-tenant summary and set the exit code from the verdict."""
+    if isinstance(environment.runner, WorkerRunner) or STATE.settings is None:
+        return
+    settings = _settings()
+    stats = environment.stats
+    tenants = per_tenant(stats)
+    overall = measured(stats)
+    print()
+    print(render(tenants, overall=overall, users=STATE.users_per_tenant))
+    result = verdict(stats, p95_bound_ms=settings.LOAD_P95_MS)
+    if STATE.setup_error:
+        print(f"FAILED: {STATE.setup_error}")
+        environment.process_exit_code = SETUP_FAILED_EXIT
+    elif result.reasons:
+        for reason in result.reasons:
+            print(f"FAILED: {reason}")
+        environment.process_exit_code = result.exit_code
+    else:
+        print(
+            f"PASSED: no cross-tenant row, failures {overall.fail_ratio:.2%} (<= 1 %), "
+            f"p95 {overall.p95_ms:.0f} ms (<= LOAD_P95_MS={settings.LOAD_P95_MS})"
+        )
+        environment.process_exit_code = 0
+    if settings.LOAD_SUMMARY_JSON is not None:
+        settings.LOAD_SUMMARY_JSON.write_text(
+            json.dumps(
+                {
+                    "tenants": as_json(tenants),
+                    "flood": as_json(per_tenant(stats, flood=True)),
+                    "others": asdict(measured(stats, exclude={settings.LOAD_FLOOD_TENANT or ""})),
+                    "exit_code": environment.process_exit_code,
+                }
+            )
+        )
