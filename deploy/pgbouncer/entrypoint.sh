@@ -1,0 +1,51 @@
+#!/bin/bash
+# Write pgbouncer.ini and the userlist from the environment, then become pgbouncer.
+# Passwords live only in this container's tmpfs, never in the image.
+set -euo pipefail
+
+: "${PGBOUNCER_DATABASE:?PGBOUNCER_DATABASE must name the database to pool}"
+: "${PGBOUNCER_SERVER_HOST:?PGBOUNCER_SERVER_HOST must name the PostgreSQL host}"
+: "${PGBOUNCER_USERS:?PGBOUNCER_USERS must list the roles, e.g. tenantkit_app,tenantkit}"
+
+conf_dir=$(mktemp -d)
+userlist="$conf_dir/userlist.txt"
+: >"$userlist"
+IFS=',' read -ra roles <<<"$PGBOUNCER_USERS"
+for role in "${roles[@]}"; do
+    # Each role's password comes from PGBOUNCER_PASSWORD_<ROLE> (upper case).
+    var="PGBOUNCER_PASSWORD_${role^^}"
+    password="${!var:?$var is not set (password of role $role)}"
+    # Plain-text entries let PgBouncer do SCRAM with clients and with the server alike.
+    printf '"%s" "%s"\n' "${role//\"/\"\"}" "${password//\"/\"\"}" >>"$userlist"
+done
+
+cat >"$conf_dir/pgbouncer.ini" <<INI
+[databases]
+${PGBOUNCER_DATABASE} = host=${PGBOUNCER_SERVER_HOST} port=${PGBOUNCER_SERVER_PORT:-5432} dbname=${PGBOUNCER_DATABASE}
+
+[pgbouncer]
+listen_addr = 0.0.0.0
+listen_port = 6432
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = ${userlist}
+; Transaction pooling: a server connection serves one transaction, then the next client.
+; The services set the tenant with SET LOCAL, which ends with the transaction, so nothing
+; of one tenant's context can ride along into another's (tests/compose prove it).
+pool_mode = transaction
+default_pool_size = ${PGBOUNCER_POOL_SIZE:-20}
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = ${PGBOUNCER_MAX_CLIENT_CONN:-1000}
+max_prepared_statements = 0
+server_reset_query =
+server_check_query = SELECT 1
+ignore_startup_parameters = extra_float_digits
+stats_users = ${PGBOUNCER_STATS_USERS:-}
+admin_users =
+logfile =
+log_connections = 0
+log_disconnections = 0
+INI
+
+exec pgbouncer "$conf_dir/pgbouncer.ini"
