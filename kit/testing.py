@@ -1,0 +1,338 @@
+"""The pytest plugin (`-p kit.testing`): real PostgreSQL, Redis and services for the tests.
+
+Every server is a real process on a free port in a temporary folder, started on first use and
+stopped at the end; see docs/architecture.md ("Test fixtures") for the contract.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from secrets import token_urlsafe
+
+import httpx
+import pytest
+
+from kit import children
+from kit.procs import ServiceProcess, run_migrations, start_service
+from kit.servers import PgServer, RedisServer
+from services.tenancy.dburl import derive_app_url, plain
+
+_REDIS_KEY = pytest.StashKey[RedisServer]()
+_WORKDIR_KEY = pytest.StashKey[Path]()
+_names = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A migrated database: the owner's URL and the restricted role's URL (plain URLs)."""
+
+    name: str
+    url: str
+    app_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The shared secrets every process of one test stack is started with."""
+
+    admin_token: str
+    signing_secret: str
+    jwt_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalService:
+    """A service someone else runs (E2E_GATEWAY_URL): only its URL is known."""
+
+    url: str
+
+
+@dataclass
+class Stack:
+    """A whole tenantkit stack of its own: database, Redis, users service, gateway."""
+
+    database: Database
+    redis: RedisServer
+    users: ServiceProcess
+    gateway: ServiceProcess
+    secrets: Secrets
+    stopped: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def admin_client(self) -> httpx.Client:
+        """An httpx client on this stack's gateway carrying the admin token."""
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.secrets.admin_token}"},
+            timeout=10,
+        )
+
+
+def _workdir(config: pytest.Config) -> Path:
+    """One temporary folder per session, searchable by the account PostgreSQL runs as."""
+    if _WORKDIR_KEY not in config.stash:
+        path = Path(tempfile.mkdtemp(prefix="tenantkit-test-"))
+        # mkdtemp makes it 0700; PostgreSQL may run as `nobody` (we are root) and must get in.
+        path.chmod(0o711)
+        config.stash[_WORKDIR_KEY] = path
+    return config.stash[_WORKDIR_KEY]
+
+
+def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
+    """CREATE DATABASE + migrations; returns its owner and restricted-role URLs."""
+    name = name or f"tenantkit_{next(_names)}"
+    url = server.create_database(name)
+    run_migrations(database_url=url, log_path=log_dir / f"migrate-{name}.log")
+    return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
+
+
+def users_env(database: Database, secrets: Secrets) -> dict[str, str | None]:
+    """The users service's settings for one stack."""
+    return {
+        "APP_DATABASE_URL": database.app_url,
+        "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
+    }
+
+
+def gateway_env(
+    *, database: Database, redis_url: str, users_url: str, secrets: Secrets
+) -> dict[str, str | None]:
+    """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
+    return {
+        "DATABASE_URL": database.url,
+        "REDIS_URL": redis_url,
+        "USERS_URL": users_url,
+        "ADMIN_TOKEN": secrets.admin_token,
+        "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
+        "JWT_SECRET": secrets.jwt_secret,
+        "GATEWAY_AUTH_MODES": "api_key,jwt,subdomain",
+        "GATEWAY_BASE_DOMAIN": "example.test",
+        # High enough that ordinary tests never meet it; rate-limit tests set their own.
+        "DEFAULT_RATE_LIMIT_PER_SECOND": "1000",
+    }
+
+
+@pytest.fixture(scope="session")
+def kit_workdir(pytestconfig: pytest.Config) -> Path:
+    """The session's temporary folder (servers' data and every process's log)."""
+    return _workdir(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(kit_workdir: Path) -> Iterator[PgServer]:
+    server = PgServer(kit_workdir / "postgres", for_tests=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database(request: pytest.FixtureRequest, kit_workdir: Path) -> Database:
+    external = os.environ.get("E2E_DATABASE_URL")
+    if external:
+        return Database(name="external", url=external, app_url=plain(derive_app_url(external)))
+    server: PgServer = request.getfixturevalue("postgres_server")
+    return new_database(server, log_dir=kit_workdir / "logs", name="tenantkit_test")
+
+
+@pytest.fixture(scope="session")
+def redis_server(kit_workdir: Path, pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    server = RedisServer(kit_workdir / "redis")
+    server.start()
+    pytestconfig.stash[_REDIS_KEY] = server
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _redis_back_up(pytestconfig: pytest.Config) -> Iterator[None]:
+    """A test may stop the session's Redis; the next test gets it back on the same port."""
+    yield
+    server = pytestconfig.stash.get(_REDIS_KEY, None)
+    if server is not None and not server.running():
+        server.start()
+
+
+@pytest.fixture(scope="session", name="secrets")
+def secrets_fixture() -> Secrets:
+    return Secrets(
+        admin_token=os.environ.get("E2E_ADMIN_TOKEN") or token_urlsafe(32),
+        signing_secret=token_urlsafe(32),
+        jwt_secret=token_urlsafe(32),
+    )
+
+
+@pytest.fixture(scope="session")
+def users_service(
+    database: Database, secrets: Secrets, kit_workdir: Path
+) -> Iterator[ServiceProcess]:
+    service = start_service(
+        "users", env=users_env(database, secrets), log_dir=kit_workdir / "logs"
+    )
+    yield service
+    service.stop()
+
+
+def _session_gateway(
+    request: pytest.FixtureRequest, overrides: Mapping[str, str | None]
+) -> Iterator[ServiceProcess]:
+    database: Database = request.getfixturevalue("database")
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    users: ServiceProcess = request.getfixturevalue("users_service")
+    secrets: Secrets = request.getfixturevalue("secrets")
+    env = gateway_env(database=database, redis_url=redis.url, users_url=users.url, secrets=secrets)
+    service = start_service(
+        "gateway", env={**env, **overrides}, log_dir=_workdir(request.config) / "logs"
+    )
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess | ExternalService]:
+    external = os.environ.get("E2E_GATEWAY_URL")
+    if external:
+        yield ExternalService(url=external.rstrip("/"))
+        return
+    yield from _session_gateway(request, {})
+
+
+@pytest.fixture(scope="session")
+def header_gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
+    yield from _session_gateway(
+        request, {"GATEWAY_AUTH_MODES": "header", "GATEWAY_BASE_DOMAIN": None}
+    )
+
+
+@pytest.fixture(scope="session")
+def admin(gateway: ServiceProcess | ExternalService, secrets: Secrets) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=gateway.url,
+        headers={"Authorization": f"Bearer {secrets.admin_token}"},
+        timeout=10,
+    ) as client:
+        yield client
+
+
+StartService = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def _service_defaults(request: pytest.FixtureRequest) -> Callable[[str], dict[str, str | None]]:
+    """The default env of each service on the session stack (resolved only when asked)."""
+
+    def defaults(name: str) -> dict[str, str | None]:
+        database: Database = request.getfixturevalue("database")
+        secrets: Secrets = request.getfixturevalue("secrets")
+        if name == "users":
+            return users_env(database, secrets)
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        users: ServiceProcess = request.getfixturevalue("users_service")
+        return gateway_env(
+            database=database, redis_url=redis.url, users_url=users.url, secrets=secrets
+        )
+
+    return defaults
+
+
+@pytest.fixture(name="start_service")
+def start_service_fixture(
+    _service_defaults: Callable[[str], dict[str, str | None]], kit_workdir: Path
+) -> Iterator[StartService]:
+    """start_service("gateway", env={...}): the session stack's settings with `env` on top."""
+    started: list[ServiceProcess] = []
+
+    def start(
+        name: str,
+        env: Mapping[str, str | None] | None = None,
+        *,
+        port: int | None = None,
+        ready_path: str | None = "/readyz",
+    ) -> ServiceProcess:
+        merged = {**_service_defaults(name), **(env or {})}
+        service = start_service(
+            name, env=merged, port=port, ready_path=ready_path, log_dir=kit_workdir / "logs"
+        )
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+def fresh_stack(
+    postgres_server: PgServer, secrets: Secrets, kit_workdir: Path
+) -> Iterator[Callable[..., Stack]]:
+    """fresh_stack(gateway_env={...}, users_env={...}): a new database, Redis and services."""
+    stacks: list[Stack] = []
+
+    def build(
+        *,
+        gateway_env: Mapping[str, str | None] | None = None,
+        users_env: Mapping[str, str | None] | None = None,
+    ) -> Stack:
+        logs = kit_workdir / "logs"
+        database = new_database(postgres_server, log_dir=logs)
+        # Its own Redis too: tenant ids restart at 1, so a shared cache would mix stacks up.
+        redis = RedisServer(kit_workdir / f"redis-{database.name}")
+        redis.start()
+        users = start_service(
+            "users", env={**_users_env(database, secrets), **(users_env or {})}, log_dir=logs
+        )
+        env = _gateway_env(
+            database=database, redis_url=redis.url, users_url=users.url, secrets=secrets
+        )
+        gw = start_service("gateway", env={**env, **(gateway_env or {})}, log_dir=logs)
+        stack = Stack(database=database, redis=redis, users=users, gateway=gw, secrets=secrets)
+        stacks.append(stack)
+        return stack
+
+    yield build
+    for stack in reversed(stacks):
+        stack.gateway.stop()
+        stack.users.stop()
+        stack.redis.stop()
+
+
+# The factories above shadow these names with their keyword arguments.
+_users_env = users_env
+_gateway_env = gateway_env
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """When a test fails, attach the output tail of every process the kit is running."""
+    report = yield
+    if not report.failed:
+        return report
+    for child in children.running():
+        tail = child.tail(12 if child.name in ("postgres", "redis") else 30)
+        if tail:
+            state = "running" if child.alive() else f"EXITED {child.popen.returncode}"
+            report.sections.append((f"{child.name} pid {child.pid} ({state}) log tail", tail))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing the kit started outlives the session; its folder goes unless a test failed."""
+    children.stop_all()
+    workdir = session.config.stash.get(_WORKDIR_KEY, None)
+    if workdir is None:
+        return
+    if session.testsfailed:
+        print(f"\nkit: servers' data and process logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
