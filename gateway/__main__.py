@@ -1,0 +1,30 @@
+"""`python -m gateway`: read the settings (one-line error and exit 2 when malformed), serve."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from gateway.config import Settings
+from gateway.main import create_app
+
+
+def main() -> None:
+    """Run the gateway with uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
+    settings = Settings.load()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.GATEWAY_HOST,
+        port=settings.GATEWAY_PORT,
+        # The gateway does not advertise its software; Date is kept.
+        server_header=False,
+        proxy_headers=False,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The admin API (SPEC §4): tenants and their API keys, behind ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from gateway import invalidation, store
+from gateway.errors import GatewayError
+from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
+from gateway.state import GatewayState, StateDep
+
+
+def require_admin(request: Request, state: StateDep) -> None:
+    """401 unless `Authorization: Bearer $ADMIN_TOKEN`."""
+    values = request.headers.getlist("authorization")
+    scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+    expected = state.settings.ADMIN_TOKEN.encode()
+    # compare_digest: the answer's timing must not reveal how much of a guess was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise GatewayError(401, "admin token required", {"WWW-Authenticate": 'Bearer realm="admin"'})
+
+
+router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+TenantId = Annotated[int, Path(gt=0, le=2**63 - 1)]
+KeyId = Annotated[int, Path(gt=0, le=2**63 - 1)]
+
+
+def _not_found(exc: Exception) -> GatewayError:
+    what = "API key" if isinstance(exc, store.KeyNotFound) else "tenant"
+    return GatewayError(404, f"{what} not found")
+
+
+async def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """A store call with its domain errors mapped to HTTP."""
+    try:
+        return await store.run_db(fn, *args, **kwargs)
+    except (store.TenantNotFound, store.KeyNotFound) as exc:
+        raise _not_found(exc) from exc
+    except store.DuplicateTenant as exc:
+        raise GatewayError(409, str(exc)) from exc
+
+
+async def _invalidate(
+    state: GatewayState, *, tenant_id: int, slug: str | None = None, key_digests: tuple[bytes, ...] = ()
+) -> None:
+    keys, messages = invalidation.plan(tenant_id=tenant_id, slug=slug, key_digests=key_digests)
+    await state.invalidator.publish(keys, messages)
+
+
+@router.post("/tenants", status_code=201)
+async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
+    """Create a tenant; the answer carries its first API key, shown this once."""
+    tenant, key, clear = await _call(
+        store.create_tenant,
+        state.engine,
+        name=body.name,
+        slug=body.slug,
+        rate_limit_per_second=body.rate_limit_per_second,
+    )
+    # Someone may have asked for this id or slug before it existed: drop the "no such" entries.
+    await _invalidate(state, tenant_id=tenant.id, slug=tenant.slug)
+    return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=clear, api_key_id=key.id)
+
+
+@router.get("/tenants")
+async def list_tenants(state: StateDep) -> list[TenantOut]:
+    """Every tenant."""
+    return [TenantOut.of(t) for t in await _call(store.list_tenants, state.engine)]
+
+
+@router.get("/tenants/{tenant_id}")
+async def get_tenant(tenant_id: TenantId, state: StateDep) -> TenantOut:
+    """One tenant, or 404."""
+    return TenantOut.of(await _call(store.get_tenant, state.engine, tenant_id))
+
+
+@router.patch("/tenants/{tenant_id}")
+async def patch_tenant(tenant_id: TenantId, body: TenantPatch, state: StateDep) -> TenantOut:
+    """Rename, suspend, reactivate, or change the rate limit; every replica sees it within 1 s."""
+    tenant = await _call(store.update_tenant, state.engine, tenant_id, body.changes())
+    await _invalidate(state, tenant_id=tenant.id)
+    return TenantOut.of(tenant)
+
+
+@router.delete("/tenants/{tenant_id}", status_code=204)
+async def delete_tenant(tenant_id: TenantId, state: StateDep) -> Response:
+    """Delete the tenant, its keys, and all its rows in every service (ON DELETE CASCADE)."""
+    tenant, digests = await _call(store.delete_tenant, state.engine, tenant_id)
+    await _invalidate(state, tenant_id=tenant.id, slug=tenant.slug, key_digests=tuple(digests))
+    return Response(status_code=204)
+
+
+@router.post("/tenants/{tenant_id}/api-keys", status_code=201)
+async def create_key(tenant_id: TenantId, state: StateDep) -> KeyCreated:
+    """A new key for the tenant, shown this once."""
+    key, clear = await _call(store.create_key, state.engine, tenant_id)
+    return KeyCreated.of(key, clear)
+
+
+@router.delete("/tenants/{tenant_id}/api-keys/{key_id}", status_code=204)
+async def revoke_key(tenant_id: TenantId, key_id: KeyId, state: StateDep) -> Response:
+    """Revoke a key; it stops working on every replica within 1 s."""
+    digest = await _call(store.revoke_key, state.engine, tenant_id, key_id)
+    await _invalidate(state, tenant_id=tenant_id, key_digests=(digest,))
+    return Response(status_code=204)

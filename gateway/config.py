@@ -1,0 +1,175 @@
+"""The gateway's settings: one BaseSettings whose fields are the environment variables."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from yarl import URL
+
+from services.tenancy.dburl import to_psycopg2
+
+CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
+IDENTIFICATION_MODES = frozenset({"subdomain", "header"})
+AUTH_MODES = CREDENTIAL_MODES | IDENTIFICATION_MODES
+
+# A prefix is one or more plain path segments: "/users", "/billing/v2".
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+_DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MIN_SECRET_LENGTH = 16
+
+
+def parse_routes(raw: str) -> dict[str, str]:
+    """`"/users=http://h:1,/orders=http://h:2"` -> {"/users": "http://h:1", ...}."""
+    routes: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        prefix, sep, upstream = item.partition("=")
+        prefix, upstream = prefix.strip().rstrip("/") or "/", upstream.strip()
+        if not sep or not _PREFIX.match(prefix):
+            raise ValueError(f"{item!r} is not PREFIX=URL with a path prefix like /users")
+        url = URL(upstream)
+        if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+            raise ValueError(f"{upstream!r} is not an http(s)://host:port upstream without a path")
+        if prefix in routes:
+            raise ValueError(f"prefix {prefix} is listed twice")
+        routes[prefix] = str(url.origin())
+    if not routes:
+        raise ValueError("no routes")
+    return routes
+
+
+def _check_postgres_url(value: str) -> str:
+    to_psycopg2(value)
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the gateway reads from its environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    DATABASE_URL: str
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    ADMIN_TOKEN: str = Field(min_length=MIN_SECRET_LENGTH)
+    INTERNAL_SIGNING_SECRET: str = Field(min_length=MIN_SECRET_LENGTH)
+    # 32 bytes at least: PyJWT (rightly) warns about shorter HS256 keys.
+    JWT_SECRET: str | None = Field(default=None, min_length=32)
+    GATEWAY_AUTH_MODES: Annotated[frozenset[str], NoDecode] = frozenset({"api_key", "jwt"})
+    GATEWAY_BASE_DOMAIN: str | None = None
+    USERS_URL: str = "http://127.0.0.1:8001"
+    GATEWAY_ROUTES: str | None = None
+    DEFAULT_RATE_LIMIT_PER_SECOND: int = Field(default=100, ge=0)
+    TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
+    UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
+    GATEWAY_HOST: str = "127.0.0.1"
+    GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
+
+    _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
+
+    @field_validator("JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `JWT_SECRET=` in an env file means "not set", as in a shell.
+        return None if value == "" else value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if URL(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("not a redis:// URL")
+        return value
+
+    @field_validator("GATEWAY_AUTH_MODES", mode="before")
+    @classmethod
+    def _modes(cls, value: object) -> frozenset[str]:
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        modes = frozenset(str(m).strip() for m in items if str(m).strip())
+        unknown = modes - AUTH_MODES
+        if unknown:
+            raise ValueError(f"unknown mode(s) {', '.join(sorted(unknown))}; use {sorted(AUTH_MODES)}")
+        if not modes:
+            raise ValueError("at least one mode is needed")
+        return modes
+
+    @field_validator("GATEWAY_BASE_DOMAIN")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip().lower().strip(".")
+        if not _DOMAIN.match(value):
+            raise ValueError("not a domain name like example.com")
+        return value
+
+    @field_validator("USERS_URL")
+    @classmethod
+    def _users_url(cls, value: str) -> str:
+        parse_routes(f"/users={value}")
+        return value
+
+    @field_validator("GATEWAY_ROUTES")
+    @classmethod
+    def _routes(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_routes(value)
+            return value
+        return None
+
+    @model_validator(mode="after")
+    def _modes_have_their_settings(self) -> Settings:
+        # Raised as ValueError naming the variable, so the one-line error names it too.
+        if "jwt" in self.GATEWAY_AUTH_MODES and not self.JWT_SECRET:
+            if self.GATEWAY_AUTH_MODES == {"jwt"}:
+                raise ValueError("JWT_SECRET: the jwt mode needs it")
+            # The default modes include jwt; without a secret the mode is simply off (SPEC §3).
+            self.GATEWAY_AUTH_MODES = self.GATEWAY_AUTH_MODES - {"jwt"}
+        if "subdomain" in self.GATEWAY_AUTH_MODES and not self.GATEWAY_BASE_DOMAIN:
+            raise ValueError("GATEWAY_BASE_DOMAIN: the subdomain mode needs it")
+        return self
+
+    @property
+    def routes(self) -> dict[str, str]:
+        """Path prefix -> upstream origin."""
+        return parse_routes(self.GATEWAY_ROUTES or f"/users={self.USERS_URL}")
+
+    @property
+    def credential_modes(self) -> frozenset[str]:
+        return self.GATEWAY_AUTH_MODES & CREDENTIAL_MODES
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Read the environment; a malformed variable stops the process with one line."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            print(one_line_error("gateway", exc), file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+class CliSettings(BaseSettings):
+    """What `python -m gateway.cli` needs: the database, and Redis to publish invalidations."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    DATABASE_URL: str
+    REDIS_URL: str | None = None
+
+    _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
+
+
+def one_line_error(program: str, exc: ValidationError) -> str:
+    """`gateway: invalid setting NAME: reason` for the first error pydantic found."""
+    err = exc.errors()[0]
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["loc"]:
+        name = str(err["loc"][0])
+    else:
+        # Model-level checks put the variable's name first: "JWT_SECRET: ...".
+        name, _, message = message.partition(": ")
+    return f"{program}: invalid setting {name}: {message}"

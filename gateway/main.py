@@ -1,0 +1,87 @@
+"""create_app(settings): the gateway's FastAPI app; the lifespan owns every connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from gateway import admin, health, pipeline
+from gateway.breaker import RedisLink, make_client
+from gateway.config import Settings
+from gateway.errors import GatewayError, handle_gateway_error
+from gateway.invalidation import Invalidator
+from gateway.metrics import CountResponses, Metrics, metrics_endpoint
+from gateway.proxy import RouteTable, make_session
+from gateway.ratelimit import RateLimiter
+from gateway.requestid import RequestIdMiddleware
+from gateway.state import GatewayState
+from gateway.store import make_engine
+from gateway.tenants import TenantDirectory
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+log = logging.getLogger("gateway")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway for these settings; nothing connects until the lifespan starts."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
+        engine = make_engine(settings.DATABASE_URL)
+        redis = RedisLink(make_client(settings.REDIS_URL))
+        # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.
+        pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)
+        session = make_session(timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS)
+        directory = TenantDirectory(
+            engine=engine, redis=redis, metrics=metrics, ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS
+        )
+        invalidator = Invalidator(redis=redis, directory=directory)
+        state = GatewayState(
+            settings=settings,
+            engine=engine,
+            redis=redis,
+            session=session,
+            routes=RouteTable(settings.routes),
+            metrics=metrics,
+            directory=directory,
+            limiter=RateLimiter(
+                redis=redis, metrics=metrics, default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND
+            ),
+            invalidator=invalidator,
+        )
+        listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        try:
+            yield {"gateway": state}
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await invalidator.aclose()
+            await session.close()
+            await redis.client.aclose()
+            await pubsub_client.aclose()
+            engine.dispose()
+
+    app = FastAPI(
+        title="tenantkit gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # A redirect from /users to /users/ would hand the client the upstream's address.
+        redirect_slashes=False,
+    )
+    app.add_exception_handler(GatewayError, handle_gateway_error)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+    app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
+    app.add_middleware(CountResponses, metrics=metrics)
+    # Added last, so outermost: every answer, errors included, carries the request id.
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,208 @@
+"""Forwarding: the route table, header filtering both ways, and the streamed round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+
+import aiohttp
+from multidict import CIMultiDict
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Scope
+from yarl import URL
+
+from gateway.errors import GatewayError
+
+MAX_BODY_BYTES = 1024 * 1024
+# Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+# Never forwarded upstream: the client's credentials and anything posing as the signed
+# context (the gateway adds its own), plus headers the gateway sets itself.
+_CLIENT_ONLY = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        "x-tenant-id",
+        "x-tenant-timestamp",
+        "x-tenant-signature",
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "forwarded",
+    }
+)
+# Set by the gateway's own server on the way back.
+_UPSTREAM_ONLY = frozenset({"date", "server", "x-request-id"})
+
+
+class RouteTable:
+    """Path prefix -> upstream origin, longest prefix first."""
+
+    def __init__(self, routes: Mapping[str, str]) -> None:
+        self._routes = sorted(routes.items(), key=lambda item: len(item[0]), reverse=True)
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        """(prefix, upstream) pairs."""
+        return list(self._routes)
+
+    def match(self, path: str) -> str | None:
+        """The upstream for a (decoded) path: `/users`, `/users/` and `/users/7` match `/users`."""
+        for prefix, upstream in self._routes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return upstream
+        return None
+
+
+def raw_path(scope: Scope) -> bytes:
+    """The path exactly as the client sent it (still percent-encoded)."""
+    return scope.get("raw_path") or scope["path"].encode()
+
+
+def _connection_tokens(values: Iterable[str]) -> set[str]:
+    return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
+
+
+def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """The client's end-to-end headers, minus credentials and client-sent tenant context."""
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+    drop = HOP_BY_HOP | _CLIENT_ONLY | _connection_tokens(
+        v for k, v in pairs if k.lower() == "connection"
+    )
+    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop and not k.lower().startswith("proxy-"))
+
+
+def downstream_response_headers(headers: CIMultiDict[str]) -> list[tuple[bytes, bytes]]:
+    """The upstream's end-to-end response headers, repeated ones (Set-Cookie) kept."""
+    drop = HOP_BY_HOP | _UPSTREAM_ONLY | _connection_tokens(headers.getall("connection", []))
+    return [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in headers.items()
+        if k.lower() not in drop and not k.lower().startswith("proxy-")
+    ]
+
+
+def body_length(request: Request) -> int | None:
+    """The declared Content-Length (413 above the limit), or None when the body is chunked."""
+    values = request.headers.getlist("content-length")
+    if not values:
+        return None
+    if len(set(values)) != 1 or not values[0].isascii() or not values[0].isdigit():
+        raise GatewayError(400, "malformed Content-Length")
+    length = int(values[0])
+    if length > MAX_BODY_BYTES:
+        raise GatewayError(413, "request body larger than 1 MiB")
+    return length
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _limited(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    # Content-Length can be absent (chunked), so the limit is also counted as bytes arrive.
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        if chunk:
+            yield chunk
+
+
+async def forward(
+    request: Request,
+    *,
+    session: aiohttp.ClientSession,
+    url: str,
+    extra_headers: Mapping[str, str],
+    response_headers: Mapping[str, str],
+) -> StreamingResponse:
+    """Send the request upstream and stream the answer back; 503/504/502 when it fails."""
+    length = body_length(request)
+    headers = upstream_request_headers(request.scope["headers"])
+    headers.update(extra_headers)
+    client = request.client.host if request.client else ""
+    headers["X-Forwarded-For"] = client
+    headers["X-Forwarded-Proto"] = request.url.scheme
+    if "host" in request.headers:
+        headers["X-Forwarded-Host"] = request.headers["host"]
+    has_body = length is not None or "transfer-encoding" in request.headers
+    data = _limited(request.stream()) if has_body and length != 0 else None
+    try:
+        upstream_response = await session.request(
+            request.method,
+            # encoded=True: sent exactly as received, never re-quoted, so the signed target
+            # is the one that arrives.
+            URL(url, encoded=True),
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            # Forward exactly what the client sent: no added Accept-Encoding, User-Agent...
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
+        )
+    except _BodyTooLarge as exc:
+        raise GatewayError(413, "request body larger than 1 MiB") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise GatewayError(503, "upstream unavailable") from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise GatewayError(503, "upstream unavailable") from exc
+    except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:
+        raise GatewayError(504, "upstream timed out") from exc
+    except aiohttp.ClientError as exc:
+        # The upstream accepted the connection, then broke it: not the client's fault.
+        if isinstance(exc.__cause__, _BodyTooLarge) or isinstance(exc.__context__, _BodyTooLarge):
+            raise GatewayError(413, "request body larger than 1 MiB") from exc
+        raise GatewayError(502, "bad response from upstream") from exc
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream_response.content.iter_any():
+                yield chunk
+        finally:
+            upstream_response.release()
+
+    response = StreamingResponse(
+        body(),
+        status_code=upstream_response.status,
+        background=BackgroundTask(upstream_response.release),
+    )
+    response.raw_headers = downstream_response_headers(upstream_response.headers) + [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response_headers.items()
+    ]
+    return response
+
+
+def make_session(*, timeout_seconds: float) -> aiohttp.ClientSession:
+    """The one pooled client of the process (aiohttp: measured ~4x httpx's proxy throughput)."""
+    connector = aiohttp.TCPConnector(
+        limit=512,
+        # Below uvicorn's 5 s keep-alive: reusing a connection the upstream is closing
+        # would fail a request that never reached it.
+        keepalive_timeout=4,
+        ttl_dns_cache=60,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        # Bodies pass through untouched: a gzip answer stays gzip, Content-Length stays true.
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=2, sock_read=timeout_seconds),
+        # Cookies belong to clients, never to the gateway's shared session.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent",),
+    )

@@ -1,0 +1,101 @@
+"""Per-tenant rate limits: GCRA in Redis, one EVALSHA round trip, shared by every replica."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gateway.breaker import RedisDown, RedisLink
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+
+# GCRA keeps one number per tenant, the "theoretical arrival time" (TAT). A request is
+# allowed when TAT - now <= tolerance; each allowed one pushes TAT by one interval. Redis's
+# own clock is used so that replicas with drifting clocks share one timeline; microseconds
+# since the epoch (~2^51) are still exact in Lua's doubles.
+GCRA_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local wait = new_tat - tolerance - now
+if wait > 0 then
+  return {0, 0, wait, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+"""
+
+
+def rate_limit_key(tenant_id: int) -> str:
+    return f"tk:rl:{tenant_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_us: int
+    reset_us: int
+
+    def headers(self) -> dict[str, str]:
+        """RateLimit-* headers (IETF draft) and, when refused, Retry-After."""
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(max(0, self.remaining)),
+            "RateLimit-Reset": str(max(0, math.ceil(self.reset_us / 1_000_000))),
+        }
+        if not self.allowed:
+            # Whole seconds, and never 0: "retry after 0 s" invites a hot loop.
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_us / 1_000_000)))
+        return headers
+
+
+class RateLimiter:
+    """Checks and counts one request against its tenant's limit."""
+
+    def __init__(self, *, redis: RedisLink, metrics: Metrics, default_per_second: int) -> None:
+        self._redis = redis
+        self._metrics = metrics
+        self._default = default_per_second
+        self._script = redis.client.register_script(GCRA_SCRIPT)
+
+    def limit_for(self, tenant_limit: int | None) -> int:
+        """The tenant's own limit when it has one, else the default; 0 means unlimited."""
+        return self._default if tenant_limit is None else tenant_limit
+
+    async def check(self, *, tenant_id: int, per_second: int) -> Decision | None:
+        """The decision for this request; None when unlimited or Redis is down (fail open)."""
+        if per_second <= 0:
+            return None
+        interval_us = max(1, 1_000_000 // per_second)
+        # Burst allowance = one second's worth: a client may send a second's quota at once,
+        # so in any 1 s at most 2x the limit passes, and on average exactly the limit.
+        burst = per_second
+        try:
+            allowed, remaining, retry_us, reset_us = await self._redis.call(
+                lambda _r: self._script(keys=[rate_limit_key(tenant_id)], args=[interval_us, burst])
+            )
+        except RedisDown:
+            return None
+        return Decision(
+            allowed=bool(allowed),
+            limit=per_second,
+            remaining=int(remaining),
+            retry_after_us=int(retry_us),
+            reset_us=int(reset_us),
+        )
+
+    async def enforce(self, *, tenant_id: int, per_second: int) -> dict[str, str]:
+        """Raise 429 when over the limit; otherwise the RateLimit-* headers to send back."""
+        decision = await self.check(tenant_id=tenant_id, per_second=per_second)
+        if decision is None:
+            return {}
+        if not decision.allowed:
+            self._metrics.rate_limited.inc()
+            raise GatewayError(429, "rate limit exceeded", decision.headers())
+        return decision.headers()

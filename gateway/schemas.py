@@ -1,0 +1,76 @@
+"""Bodies of the admin API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from gateway.store import KeyRecord, TenantRecord
+
+TenantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+# 0 = no limit (as DEFAULT_RATE_LIMIT_PER_SECOND=0); null = use the default.
+RateLimit = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: TenantName
+    slug: Slug | None = None
+    rate_limit_per_second: RateLimit | None = None
+
+
+class TenantPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: TenantName | None = None
+    status: Literal["active", "suspended"] | None = None
+    rate_limit_per_second: RateLimit | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_name_or_status(cls, data: object) -> object:
+        # Only the rate limit may be null (= back to the default); a null name is a mistake.
+        if isinstance(data, dict):
+            for field in ("name", "status"):
+                if field in data and data[field] is None:
+                    raise ValueError(f"{field} cannot be null")
+        return data
+
+    def changes(self) -> dict[str, object]:
+        """Only the fields the client sent; rate_limit_per_second: null resets to the default."""
+        return self.model_dump(include=self.model_fields_set)
+
+
+class TenantOut(BaseModel):
+    id: int
+    name: str
+    slug: str
+    status: str
+    rate_limit_per_second: int | None
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, tenant: TenantRecord) -> TenantOut:
+        """From the store's record."""
+        return cls(**tenant.to_json())
+
+
+class TenantCreated(TenantOut):
+    api_key: str
+    api_key_id: int
+
+
+class KeyCreated(BaseModel):
+    id: int
+    api_key: str
+    prefix: str
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, key: KeyRecord, clear: str) -> KeyCreated:
+        """From the store's record and the key in clear (shown this once)."""
+        return cls(id=key.id, api_key=clear, prefix=key.prefix, created_at=key.created_at)

@@ -1,0 +1,40 @@
+"""What the lifespan opens and every request uses, handed on as typed state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import aiohttp
+from fastapi import Depends
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from gateway.breaker import RedisLink
+from gateway.config import Settings
+from gateway.invalidation import Invalidator
+from gateway.metrics import Metrics
+from gateway.proxy import RouteTable
+from gateway.ratelimit import RateLimiter
+from gateway.tenants import TenantDirectory
+
+
+@dataclass(slots=True)
+class GatewayState:
+    settings: Settings
+    engine: Engine
+    redis: RedisLink
+    session: aiohttp.ClientSession
+    routes: RouteTable
+    metrics: Metrics
+    directory: TenantDirectory
+    limiter: RateLimiter
+    invalidator: Invalidator
+
+
+def gateway_state(request: Request) -> GatewayState:
+    """FastAPI dependency: the state the lifespan built."""
+    return request.state.gateway
+
+
+StateDep = Annotated[GatewayState, Depends(gateway_state)]

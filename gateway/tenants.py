@@ -1,0 +1,159 @@
+"""Tenant and key lookups through two cache levels (process, Redis) in front of PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from gateway import store
+from gateway.breaker import RedisDown, RedisLink
+from gateway.cache import CacheTTLs, LocalCache
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.store import TenantRecord, run_db
+
+
+def tenant_redis_key(tenant_id: int) -> str:
+    return f"tk:tenant:id:{tenant_id}"
+
+
+def slug_redis_key(slug: str) -> str:
+    return f"tk:tenant:slug:{slug}"
+
+
+def apikey_redis_key(digest_hex: str) -> str:
+    return f"tk:apikey:{digest_hex}"
+
+
+class TenantDirectory:
+    """Answers "who is tenant N / slug S / key K" at zero database queries in steady state."""
+
+    def __init__(
+        self, *, engine: Engine, redis: RedisLink, metrics: Metrics, ttl_seconds: float
+    ) -> None:
+        self._engine = engine
+        self._redis = redis
+        self._metrics = metrics
+        self._ttls = CacheTTLs.from_total(ttl_seconds)
+        self.local = LocalCache()
+        # One database query per key at a time, however many requests miss together.
+        self._inflight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+
+    async def tenant(self, tenant_id: int) -> TenantRecord | None:
+        """The tenant, or None when it does not exist."""
+        data = await self._lookup(
+            ("tenant", str(tenant_id)),
+            tenant_redis_key(tenant_id),
+            lambda: self._load(store.find_tenant, tenant_id, encode=TenantRecord.to_json),
+        )
+        return TenantRecord.from_json(data) if data is not None else None
+
+    async def tenant_id_for_slug(self, slug: str) -> int | None:
+        """The id of the tenant with this slug, or None."""
+        data = await self._lookup(
+            ("slug", slug),
+            slug_redis_key(slug),
+            lambda: self._load(store.find_tenant_id_by_slug, slug, encode=int),
+        )
+        return int(data) if data is not None else None
+
+    async def key_owner(self, digest: bytes) -> int | None:
+        """The tenant id of the unrevoked key with this digest, or None."""
+        digest_hex = digest.hex()
+        data = await self._lookup(
+            ("apikey", digest_hex),
+            apikey_redis_key(digest_hex),
+            lambda: self._load(
+                store.find_active_key,
+                digest,
+                encode=lambda k: {"key_id": k.id, "tenant_id": k.tenant_id},
+            ),
+        )
+        return int(data["tenant_id"]) if data is not None else None
+
+    def forget(self, message: str) -> None:
+        """Apply one invalidation message (`tenant:<id>` or `apikey:<sha256 hex>`)."""
+        kind, _, ident = message.partition(":")
+        if kind == "tenant":
+            self.local.drop(("tenant", ident))
+            # The slug entries pointing at it, and every "no such slug" (it may be new now).
+            self.local.drop_where("slug", lambda v: v is None or str(v) == ident)
+        elif kind == "apikey":
+            self.local.drop(("apikey", ident))
+
+    async def _load(self, fn: Callable[..., Any], arg: Any, *, encode: Callable[[Any], Any]) -> Any:
+        self._metrics.db_lookups.inc()
+        found = await run_db(fn, self._engine, arg)
+        return None if found is None else encode(found)
+
+    async def _lookup(
+        self, local_key: tuple[str, str], redis_key: str, load: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        found, value = self.local.get(local_key)
+        if found:
+            self._metrics.cache.labels(result="hit_local").inc()
+            return value
+        pending = self._inflight.get(local_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[local_key] = future
+        try:
+            value = await self._fill(local_key, redis_key, load)
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Mark retrieved: when nobody else waited, asyncio must not warn about it.
+            future.exception()
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._inflight[local_key]
+
+    async def _fill(
+        self, local_key: tuple[str, str], redis_key: str, load: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        generation = self.local.generation
+        try:
+            raw = await self._redis.call(lambda r: r.get(redis_key))
+        except RedisDown:
+            raw = None
+        if raw is not None:
+            self._metrics.cache.labels(result="hit_redis").inc()
+            value = json.loads(raw)
+            ttl = self._ttls.local if value is not None else self._ttls.negative_local
+            self.local.put(local_key, value, ttl=ttl, generation=generation)
+            return value
+        self._metrics.cache.labels(result="miss").inc()
+        value = await load()
+        positive = value is not None
+        self.local.put(
+            local_key,
+            value,
+            ttl=self._ttls.local if positive else self._ttls.negative_local,
+            generation=generation,
+        )
+        if generation == self.local.generation:
+            redis_ttl = self._ttls.redis if positive else self._ttls.negative_redis
+            try:
+                await self._redis.call(
+                    lambda r: r.set(redis_key, json.dumps(value), px=max(1, int(redis_ttl * 1000)))
+                )
+            except RedisDown:
+                pass
+        return value
+
+
+async def validate_tenant(directory: TenantDirectory, tenant_id: int) -> TenantRecord:
+    """The tenant a request will act for: 404 when it does not exist, 403 when suspended."""
+    tenant = await directory.tenant(tenant_id)
+    if tenant is None:
+        raise GatewayError(404, "tenant not found")
+    if not tenant.active:
+        raise GatewayError(403, "tenant is suspended")
+    return tenant

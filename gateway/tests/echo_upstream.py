@@ -1,0 +1,74 @@
+"""A real upstream for gateway tests: verifies the signed context and echoes what arrived.
+
+Run as `python -m gateway.tests.echo_upstream PORT` with INTERNAL_SIGNING_SECRET set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.tenancy.signing import SignatureError, request_target, verify_headers
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def echo(request: Request) -> Response:
+    """Check the gateway's signature like a service would, then describe the request."""
+    target = request_target(request.scope["raw_path"], request.scope["query_string"])
+    try:
+        context = verify_headers(
+            os.environ["INTERNAL_SIGNING_SECRET"],
+            getlist=request.headers.getlist,
+            method=request.method,
+            target=target,
+        )
+    except SignatureError as exc:
+        return JSONResponse({"detail": f"signature: {exc}"}, status_code=401)
+    delay = float(request.query_params.get("delay", "0"))
+    if delay:
+        await asyncio.sleep(delay)
+    body = await request.body()
+    payload = {
+        "tenant_id": context.tenant_id,
+        "request_id": context.request_id,
+        "method": request.method,
+        "target": target,
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]],
+        "body_length": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+    }
+    status = int(request.query_params.get("status", "200"))
+    response = JSONResponse(payload, status_code=status)
+    # Response headers the gateway must pass (both cookies) or drop (the hop-by-hop ones).
+    response.headers.append("set-cookie", "a=1")
+    response.headers.append("set-cookie", "b=2")
+    response.headers["x-upstream"] = "echo"
+    response.headers["keep-alive"] = "timeout=5"
+    response.headers["x-request-id"] = "upstream-made-this-up"
+    return response
+
+
+def build() -> Starlette:
+    """The echo app."""
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/{path:path}", echo, methods=methods),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    uvicorn.run(build(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
