@@ -1,0 +1,134 @@
+"""`python -m gateway.cli`: the admin API's operations for operators, straight on PostgreSQL.
+
+Changes are published on the same Redis channel as the admin API's, so every running
+gateway sees them within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway import invalidation, store
+from gateway.config import CliSettings, one_line_error
+from gateway.schemas import KeyCreated, TenantCreate, TenantOut
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _publish(settings: CliSettings, keys: list[str], messages: list[str]) -> None:
+    if not settings.REDIS_URL:
+        print("cli: REDIS_URL is not set: running gateways see this within the cache TTL",
+              file=sys.stderr)
+        return
+    client = Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        invalidation.publish_sync(client, keys, messages)
+    except RedisError as exc:
+        print(f"cli: could not reach Redis ({exc}): gateways see this within the cache TTL",
+              file=sys.stderr)
+    finally:
+        client.close()
+
+
+def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
+    if args.action == "create":
+        body = TenantCreate(name=args.name, slug=args.slug, rate_limit_per_second=args.rate_limit)
+        tenant, key, clear = store.create_tenant(
+            engine, name=body.name, slug=body.slug, rate_limit_per_second=body.rate_limit_per_second
+        )
+        _publish(settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
+        _print({**TenantOut.of(tenant).model_dump(mode="json"), "api_key": clear,
+                "api_key_id": key.id})
+    elif args.action == "list":
+        _print([TenantOut.of(t).model_dump(mode="json") for t in store.list_tenants(engine)])
+    elif args.action in ("suspend", "activate"):
+        status = "suspended" if args.action == "suspend" else "active"
+        tenant = store.update_tenant(engine, args.id, {"status": status})
+        _publish(settings, *invalidation.plan(tenant_id=tenant.id))
+        _print(TenantOut.of(tenant).model_dump(mode="json"))
+    elif args.action == "delete":
+        tenant, digests = store.delete_tenant(engine, args.id)
+        _publish(
+            settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug, key_digests=digests)
+        )
+        print(f"deleted tenant {tenant.id} ({tenant.name})")
+
+
+def _keys(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
+    if args.action == "create":
+        key, clear = store.create_key(engine, args.tenant_id)
+        _print(KeyCreated.of(key, clear).model_dump(mode="json"))
+    elif args.action == "revoke":
+        digest = store.revoke_key(engine, args.tenant_id, args.key_id)
+        _publish(settings, *invalidation.plan(tenant_id=args.tenant_id, key_digests=[digest]))
+        print(f"revoked key {args.key_id} of tenant {args.tenant_id}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(prog="python -m gateway.cli", description=__doc__)
+    groups = top.add_subparsers(dest="group", required=True)
+
+    tenants = groups.add_parser("tenants", help="create, list, suspend, activate, delete")
+    t = tenants.add_subparsers(dest="action", required=True)
+    create = t.add_parser("create", help="create a tenant and print its first API key")
+    create.add_argument("name")
+    create.add_argument("--slug")
+    create.add_argument("--rate-limit", type=int, help="requests per second (0: no limit)")
+    t.add_parser("list", help="list tenants")
+    for action in ("suspend", "activate", "delete"):
+        t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
+
+    keys = groups.add_parser("keys", help="create or revoke API keys")
+    k = keys.add_subparsers(dest="action", required=True)
+    k.add_parser("create", help="a new key for a tenant").add_argument("tenant_id", type=int)
+    revoke = k.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("tenant_id", type=int)
+    revoke.add_argument("key_id", type=int)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit status 0 on success, 1 on a refused change, 2 on bad usage."""
+    args = parser().parse_args(argv)
+    try:
+        settings = CliSettings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        print(one_line_error("cli", exc), file=sys.stderr)
+        return 2
+    engine = store.make_engine(settings.DATABASE_URL, application_name="gateway-cli")
+    try:
+        (_tenants if args.group == "tenants" else _keys)(args, engine, settings)
+    except ValidationError as exc:
+        print(f"cli: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    except (store.TenantNotFound, store.KeyNotFound) as exc:
+        what = "key" if isinstance(exc, store.KeyNotFound) else "tenant"
+        print(f"cli: no such {what}: {exc}", file=sys.stderr)
+        return 1
+    except store.DuplicateTenant as exc:
+        print(f"cli: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"cli: database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
