@@ -1,0 +1,85 @@
+"""`python -m bench` (`make bench`): the SPEC §9 comparisons, each printed as a ratio line.
+
+Every comparison runs its sides in one process on the same machine, interleaved, and prints
+medians; read the ratios, not the absolute figures of a shared 2-core box.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.database import compare_rls, compare_set_local, compare_tenant_counts
+from bench.dataset import load_users
+from bench.proxying import compare_proxies
+from bench.settings import BenchSettings
+from bench.stack import http_stack, migrated_database, postgres
+from kit import children
+from kit.procs import ProcessError
+from kit.servers import ServerError
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run(settings: BenchSettings, workdir: Path) -> None:
+    """Start what is needed, measure, print every ratio line."""
+    scale = settings.scale
+    logs = workdir / "logs"
+    with postgres(workdir) as server:
+        _say(
+            f"== HTTP: GET /users/{{id}} ({'attached stack' if settings.attached else 'own stack'})"
+        )
+        started = time.monotonic()
+        with http_stack(settings, server=server, workdir=workdir) as stack:
+            for line in compare_proxies(stack, scale=scale, workdir=workdir):
+                _say(line)
+        _say(f"   ({time.monotonic() - started:.0f} s)")
+
+        _say(
+            f"== PostgreSQL: {scale.db_users:,} users under {scale.few_tenants} and under "
+            f"{scale.many_tenants:,} tenants"
+        )
+        started = time.monotonic()
+        few = migrated_database(server, name="tenantkit_bench_few", log_dir=logs)
+        many = migrated_database(server, name="tenantkit_bench_many", log_dir=logs)
+        load_users(few, tenants=scale.few_tenants, users=scale.db_users)
+        load_users(many, tenants=scale.many_tenants, users=scale.db_users)
+        _say(f"   loaded in {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        _say(compare_tenant_counts(few, many, scale=scale))
+        _say(compare_rls(many, tenants=scale.many_tenants, scale=scale))
+        _say(compare_set_local(few, tenants=scale.few_tenants, scale=scale))
+        _say(f"   ({time.monotonic() - started:.0f} s)")
+
+
+def main() -> int:
+    """Run the benchmarks in a temporary folder that is removed afterwards."""
+    settings = BenchSettings.load()
+    _say(
+        f"bench: scale {settings.BENCH_SCALE}, {os.cpu_count()} CPUs; ratios are A/B, "
+        "medians of interleaved rounds after a warm-up"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="tenantkit-bench-"))
+    # PostgreSQL runs as `nobody` when we are root: it must be able to enter the folder.
+    workdir.chmod(0o711)
+    started = time.monotonic()
+    try:
+        run(settings, workdir)
+    except (ServerError, ProcessError) as exc:
+        _say(f"bench: {exc}")
+        return 1
+    finally:
+        children.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    _say(f"bench: done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Through the gateway against straight to the users service (and against nginx, if present)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from bench.http_load import RequestFactory, run_http
+from bench.measure import Sample, figures, interleaved, ratio_line
+from bench.nginx import nginx_binary, nginx_proxy
+from bench.settings import Scale
+from bench.stack import HttpStack
+from services.tenancy.signing import sign_headers
+
+SEED_USERS = 50
+
+
+def _bench_tenant(stack: HttpStack) -> tuple[int, str, list[int]]:
+    """A tenant with a limit no bench reaches, and some users to read."""
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        created = client.post(
+            "/admin/tenants",
+            headers=admin,
+            json={"name": f"bench-{secrets.token_hex(4)}", "rate_limit_per_second": 1_000_000},
+        )
+        created.raise_for_status()
+        tenant = created.json()
+        auth = {"Authorization": f"Bearer {tenant['api_key']}"}
+        ids = []
+        for n in range(SEED_USERS):
+            made = client.post("/users", headers=auth, json={"name": f"Bench user {n}"})
+            made.raise_for_status()
+            ids.append(int(made.json()["id"]))
+    return int(tenant["id"]), str(tenant["api_key"]), ids
+
+
+def _delete_tenant(stack: HttpStack, tenant_id: int) -> None:
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        client.delete(
+            f"/admin/tenants/{tenant_id}", headers={"Authorization": f"Bearer {stack.admin_token}"}
+        )
+
+
+def via_gateway(api_key: str, ids: list[int]) -> RequestFactory:
+    """GET /users/{id} as a client of the gateway sends it."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    return lambda i: (f"/users/{ids[i % len(ids)]}", headers)
+
+
+def signed_direct(secret: str, tenant_id: int, ids: list[int]) -> RequestFactory:
+    """The same request with the signed tenant context the gateway would have added."""
+    run = secrets.token_hex(4)
+
+    def make(i: int) -> tuple[str, dict[str, str]]:
+        path = f"/users/{ids[i % len(ids)]}"
+        headers = sign_headers(
+            secret, tenant_id=tenant_id, request_id=f"bench-{run}-{i}", method="GET", target=path
+        )
+        return path, headers
+
+    return make
+
+
+def compare_proxies(stack: HttpStack, *, scale: Scale, workdir: Path) -> list[str]:
+    """Ratio lines: gateway / direct, and gateway / nginx (or why nginx was skipped)."""
+    tenant_id, api_key, ids = _bench_tenant(stack)
+
+    def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
+        return lambda: run_http(
+            url, factory, requests=scale.http_requests, concurrency=scale.http_concurrency
+        )
+
+    targets = {
+        "gateway": target(stack.gateway_url, via_gateway(api_key, ids)),
+        "direct": target(stack.users_url, signed_direct(stack.signing_secret, tenant_id, ids)),
+    }
+    binary = nginx_binary()
+    try:
+        with ExitStack() as running:
+            if binary is not None:
+                url = running.enter_context(
+                    nginx_proxy(binary, upstream_url=stack.users_url, workdir=workdir / "nginx")
+                )
+                targets["nginx"] = target(url, signed_direct(stack.signing_secret, tenant_id, ids))
+            samples = interleaved(targets, rounds=scale.http_rounds)
+    finally:
+        _delete_tenant(stack, tenant_id)
+    results = {name: figures(name, s) for name, s in samples.items()}
+    lines = [
+        ratio_line("gateway vs direct to users service", results["gateway"], results["direct"])
+    ]
+    if "nginx" in results:
+        lines.append(
+            ratio_line("gateway vs nginx proxy_pass", results["gateway"], results["nginx"])
+        )
+    else:
+        lines.append("SKIPPED gateway vs nginx proxy_pass: nginx not installed, skipped")
+    return lines

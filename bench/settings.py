@@ -1,0 +1,78 @@
+"""Settings of `make bench`: how big, and (optionally) which running stack to measure."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """Sizes of one bench run."""
+
+    http_requests: int
+    http_concurrency: int
+    http_rounds: int
+    db_users: int  # in all, in each of the two tenant-count databases
+    few_tenants: int
+    many_tenants: int
+    db_queries: int
+    db_concurrency: int
+    db_rounds: int
+
+
+SCALES: dict[str, Scale] = {
+    # SPEC §9: 10 against 10,000 tenants, 1,000,000 users in all; a few minutes on 2 cores.
+    "full": Scale(2000, 16, 3, 1_000_000, 10, 10_000, 2000, 4, 3),
+    "small": Scale(500, 8, 3, 100_000, 10, 1_000, 500, 4, 3),
+    # For the suite: proves every part runs end to end, measures nothing worth reading.
+    "tiny": Scale(60, 4, 2, 2_000, 10, 100, 60, 2, 2),
+}
+
+
+class BenchSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    BENCH_SCALE: Literal["full", "small", "tiny"] = "full"
+    # A running stack to measure instead of starting one (all four or none).
+    BENCH_GATEWAY_URL: str | None = None
+    BENCH_USERS_URL: str | None = None
+    ADMIN_TOKEN: str | None = None
+    INTERNAL_SIGNING_SECRET: str | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> BenchSettings:
+        given = [
+            self.BENCH_GATEWAY_URL,
+            self.BENCH_USERS_URL,
+            self.ADMIN_TOKEN,
+            self.INTERNAL_SIGNING_SECRET,
+        ]
+        if any(given) and self.BENCH_GATEWAY_URL and not all(given):
+            raise ValueError(
+                "with BENCH_GATEWAY_URL also set BENCH_USERS_URL, ADMIN_TOKEN and "
+                "INTERNAL_SIGNING_SECRET"
+            )
+        return self
+
+    @property
+    def scale(self) -> Scale:
+        return SCALES[self.BENCH_SCALE]
+
+    @property
+    def attached(self) -> bool:
+        return self.BENCH_GATEWAY_URL is not None
+
+    @classmethod
+    def load(cls) -> BenchSettings:
+        """Read the environment; a malformed variable stops the process with one line."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = err["loc"][0] if err["loc"] else "BENCH_GATEWAY_URL"
+            sys.exit(f"bench: invalid setting {name}: {err['msg']}")

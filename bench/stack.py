@@ -1,0 +1,92 @@
+"""The stack the bench measures: started here, in a temporary folder, or one already running."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.settings import BenchSettings
+from kit.procs import run_migrations, start_service
+from kit.servers import PgServer, RedisServer
+from services.tenancy.dburl import derive_app_url, plain
+
+
+@dataclass(frozen=True, slots=True)
+class HttpStack:
+    """What the HTTP comparison needs to know about a stack."""
+
+    gateway_url: str
+    users_url: str
+    admin_token: str
+    signing_secret: str
+
+
+@contextmanager
+def postgres(workdir: Path) -> Iterator[PgServer]:
+    """A PostgreSQL server of the bench's own (system binaries, else embedded)."""
+    server = PgServer(workdir / "postgres", for_tests=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def migrated_database(server: PgServer, *, name: str, log_dir: Path) -> str:
+    """CREATE DATABASE + migrations; the owner's plain URL."""
+    url = server.create_database(name)
+    run_migrations(database_url=url, log_path=log_dir / f"migrate-{name}.log")
+    return url
+
+
+@contextmanager
+def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> Iterator[HttpStack]:
+    """The running stack named by the settings, else Redis, users service and gateway here."""
+    if settings.attached:
+        assert settings.BENCH_USERS_URL and settings.ADMIN_TOKEN
+        assert settings.BENCH_GATEWAY_URL and settings.INTERNAL_SIGNING_SECRET
+        yield HttpStack(
+            gateway_url=settings.BENCH_GATEWAY_URL.rstrip("/"),
+            users_url=settings.BENCH_USERS_URL.rstrip("/"),
+            admin_token=settings.ADMIN_TOKEN,
+            signing_secret=settings.INTERNAL_SIGNING_SECRET,
+        )
+        return
+    logs = workdir / "logs"
+    admin_token, signing_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    url = migrated_database(server, name="tenantkit_bench_http", log_dir=logs)
+    with ExitStack() as stop:
+        redis = RedisServer(workdir / "redis")
+        redis.start()
+        stop.callback(redis.stop)
+        users = start_service(
+            "users",
+            env={
+                "APP_DATABASE_URL": plain(derive_app_url(url)),
+                "INTERNAL_SIGNING_SECRET": signing_secret,
+            },
+            log_dir=logs,
+        )
+        stop.callback(users.stop)
+        gateway = start_service(
+            "gateway",
+            env={
+                "DATABASE_URL": url,
+                "REDIS_URL": redis.url,
+                "USERS_URL": users.url,
+                "ADMIN_TOKEN": admin_token,
+                "INTERNAL_SIGNING_SECRET": signing_secret,
+                "GATEWAY_AUTH_MODES": "api_key",
+            },
+            log_dir=logs,
+        )
+        stop.callback(gateway.stop)
+        yield HttpStack(
+            gateway_url=gateway.url,
+            users_url=users.url,
+            admin_token=admin_token,
+            signing_secret=signing_secret,
+        )
