@@ -16,9 +16,11 @@ from services.users.schemas import UserCreate, UserUpdate
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 Body = TypeVar("Body", bound=BaseModel)
+# Ids are bigint: a larger number names no user and is refused before reaching PostgreSQL.
+MAX_ID = 2**63 - 1
 
 
-def valid_user_id(session: SessionDep, user_id: Annotated[int, Path(ge=1)]) -> User:
+def valid_user_id(session: SessionDep, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> User:
     """The current tenant's user named in the path; `UserNotFound` (404) otherwise."""
     return service.get_user(session, user_id)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from services.tenancy.context import SessionDep
 from services.users import service
-from services.users.dependencies import UserCreateDep, UserDep, UserUpdateDep
+from services.users.dependencies import MAX_ID, UserCreateDep, UserDep, UserUpdateDep
 from services.users.schemas import Problem, UserCreate, UserOut, UserUpdate
 
 router = APIRouter(tags=["users"])
@@ -64,7 +64,7 @@ def list_users(
     request: Request,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    after: Annotated[int | None, Query(ge=0, description="Only ids above this")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Only ids above this")] = None,
 ) -> list[UserOut]:
     users, more = service.list_users(session, after=after, limit=limit)
     if more:
