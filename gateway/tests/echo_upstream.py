@@ -1,6 +1,7 @@
 """A real upstream for gateway tests: verifies the signed context and echoes what arrived.
 
-Run as `python -m gateway.tests.echo_upstream PORT` with INTERNAL_SIGNING_SECRET set.
+Run as `python -m gateway.tests.echo_upstream` with ECHO_HOST, ECHO_PORT and
+INTERNAL_SIGNING_SECRET set (kit.procs.start_service("echo", argv=...) does that).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
 
 import uvicorn
 from starlette.applications import Starlette
@@ -71,4 +71,6 @@ def build() -> Starlette:
 
 
 if __name__ == "__main__":
-    uvicorn.run(build(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    uvicorn.run(
+        build(), host=os.environ["ECHO_HOST"], port=int(os.environ["ECHO_PORT"]), log_level="warning"
+    )

@@ -1,0 +1,111 @@
+"""Settings: parsed and validated at start; a malformed one stops the process with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config import Settings, parse_routes
+
+ROOT = Path(__file__).resolve().parents[2]
+VALID = {
+    "DATABASE_URL": "postgresql://owner@127.0.0.1:5/db",
+    "ADMIN_TOKEN": "a" * 32,
+    "INTERNAL_SIGNING_SECRET": "s" * 32,
+}
+
+
+def settings(**env: str) -> Settings:
+    return Settings(**{**VALID, **env})  # type: ignore[arg-type]
+
+
+def test_routes_default_to_users_service_url() -> None:
+    assert settings().routes == {"/users": "http://127.0.0.1:8001"}
+    assert settings(USERS_URL="http://10.0.0.5:9000").routes == {"/users": "http://10.0.0.5:9000"}
+
+
+def test_gateway_routes_map_prefixes_to_upstream_origins() -> None:
+    routes = parse_routes(" /users=http://u:1 , /orders/=http://o:2/ ,/billing/v2=https://b ")
+    assert routes == {"/users": "http://u:1", "/orders": "http://o:2", "/billing/v2": "https://b"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["users=http://u:1", "/users", "/users=ftp://u", "/users=http://u:1/base", "/a=http://x,/a=http://y", ""],
+)
+def test_malformed_routes_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        parse_routes(raw)
+
+
+def test_auth_modes_are_a_comma_list_of_known_modes() -> None:
+    s = settings(GATEWAY_AUTH_MODES="api_key, header", JWT_SECRET="j" * 32)
+    assert s.GATEWAY_AUTH_MODES == {"api_key", "header"}
+    assert s.credential_modes == {"api_key"}
+    with pytest.raises(ValidationError):
+        settings(GATEWAY_AUTH_MODES="api_key,password")
+
+
+def test_default_modes_without_jwt_secret_leave_jwt_off() -> None:
+    assert settings().GATEWAY_AUTH_MODES == {"api_key"}
+    assert settings(JWT_SECRET="j" * 32).GATEWAY_AUTH_MODES == {"api_key", "jwt"}
+
+
+def test_modes_that_need_a_setting_refuse_to_start_without_it() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        settings(GATEWAY_AUTH_MODES="jwt")
+    with pytest.raises(ValidationError, match="GATEWAY_BASE_DOMAIN"):
+        settings(GATEWAY_AUTH_MODES="subdomain")
+
+
+def test_secrets_are_required_and_not_trivially_short() -> None:
+    with pytest.raises(ValidationError, match="ADMIN_TOKEN"):
+        Settings(DATABASE_URL=VALID["DATABASE_URL"], INTERNAL_SIGNING_SECRET="s" * 32)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        settings(INTERNAL_SIGNING_SECRET="short")
+    with pytest.raises(ValidationError):
+        settings(JWT_SECRET="shorter-than-32-bytes")
+
+
+def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY_PORT", "eighty"),
+        ("GATEWAY_AUTH_MODES", "api_key,telepathy"),
+        ("GATEWAY_ROUTES", "/users"),
+        ("DEFAULT_RATE_LIMIT_PER_SECOND", "-1"),
+        ("TENANT_CACHE_TTL_SECONDS", "0"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("DATABASE_URL", "mysql://x@y/z"),
+        ("ADMIN_TOKEN", "tiny"),
+    ],
+)
+def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(name: str, value: str) -> None:
+    result = run_gateway({**VALID, name: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"gateway: invalid setting {name}: ")
+
+
+def test_missing_required_setting_is_named() -> None:
+    env = {k: v for k, v in VALID.items() if k != "INTERNAL_SIGNING_SECRET"}
+    result = run_gateway(env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
