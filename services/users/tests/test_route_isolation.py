@@ -76,7 +76,7 @@ def victim(
     """Tenant A with two users; afterwards its rows must be exactly as they were."""
     tenant = make_tenant()
     users = []
-    for n in range(2):
+    for _ in range(2):
         marker = uuid.uuid4().hex
         response = api.request(
             "POST",
