@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -76,14 +77,19 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILLed when the kit dies, even by SIGKILL."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send `sig` to this process when its parent dies (Linux; else nothing)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        # The parent may already have died between fork and prctl.
-        if os.getppid() == 1:
-            os._exit(1)
+        libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: get SIGKILLed when the kit dies, even by SIGKILL."""
+    die_with_parent(signal.SIGKILL)
+    # The parent may already have died between fork and prctl.
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def spawn(
@@ -112,7 +118,7 @@ def spawn(
             user=run_as.uid if run_as else None,
             group=run_as.gid if run_as else None,
             extra_groups=[] if run_as else None,
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
     child = Child(name=name, popen=popen, log_path=log_path, stop_signal=stop_signal)
     _REGISTRY.add(child)
@@ -122,6 +128,19 @@ def spawn(
 def running() -> list[Child]:
     """Every tracked child, oldest first."""
     return sorted(_REGISTRY, key=lambda c: c.started_at)
+
+
+def stop_together(group: Sequence[Child], timeout: float) -> None:
+    """Ask every child of `group` to stop at once; SIGKILL whatever still runs after `timeout`."""
+    for child in group:
+        if child.alive():
+            with contextlib.suppress(ProcessLookupError):
+                child.popen.send_signal(child.stop_signal)
+    deadline = time.monotonic() + timeout
+    for child in group:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.popen.wait(max(0.0, deadline - time.monotonic()))
+        child.stop(timeout=1)
 
 
 def stop_all() -> None:

@@ -106,6 +106,11 @@ def http_status(url: str, *, timeout: float = 2.0) -> int | None:
         return None
 
 
+def service_log_path(log_dir: Path, name: str, port: int) -> Path:
+    """Where `start_service` writes the output of `name` listening on `port`."""
+    return log_dir / f"{name}-{port}.log"
+
+
 def _answers_200(url: str) -> Callable[[], bool]:
     return lambda: http_status(url) == 200
 
@@ -139,7 +144,7 @@ def start_service(
             command,
             env=full_env,
             cwd=ROOT,
-            log_path=log_dir / f"{name}-{chosen}.log",
+            log_path=service_log_path(log_dir, name, chosen),
         )
         service = ServiceProcess(name=name, port=chosen, child=child, env=full_env)
         if ready_path is None:

@@ -1,0 +1,307 @@
+"""`make run`: the whole stack natively, in the foreground, stopped cleanly by Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from kit.children import Child, die_with_parent, stop_all, stop_together
+from kit.datadir import DataDir
+from kit.follow import LogFollower
+from kit.procs import ProcessError, run_migrations, service_log_path, start_service
+from kit.servers import PgServer, RedisServer, ServerError, free_port, port_in_use
+from services.tenancy.dburl import derive_app_url, plain, to_psycopg2
+
+DATABASE_NAME = "tenantkit"
+# Settings the user may export that the gateway reads as they are (SPEC §3).
+GATEWAY_PASSTHROUGH = (
+    "JWT_SECRET",
+    "GATEWAY_AUTH_MODES",
+    "GATEWAY_BASE_DOMAIN",
+    "GATEWAY_ROUTES",
+    "DEFAULT_RATE_LIMIT_PER_SECOND",
+    "TENANT_CACHE_TTL_SECONDS",
+    "UPSTREAM_TIMEOUT_SECONDS",
+)
+# Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
+SERVICES_STOP_SECONDS = 4.0
+SERVERS_STOP_SECONDS = 4.0
+
+
+class ConfigError(Exception):
+    """A malformed setting: the message is the one line to print."""
+
+
+class Shutdown(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What `make run` reads from its environment."""
+
+    data_dir: Path
+    gateway_port: int
+    users_port: int
+    database_url: str | None
+    redis_url: str | None
+    app_database_url: str | None
+    environ: Mapping[str, str]
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"kit: invalid setting {name}: {raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
+def _postgres_url(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name, "").strip() or None
+    if raw is not None:
+        try:
+            to_psycopg2(raw)
+        except Exception as exc:  # sqlalchemy raises several types for a bad URL
+            raise ConfigError(f"kit: invalid setting {name}: {exc}") from None
+    return raw
+
+
+def read_config(environ: Mapping[str, str]) -> RunConfig:
+    """Validate the settings `make run` itself uses; the services validate the rest."""
+    redis_url = environ.get("REDIS_URL", "").strip() or None
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("kit: invalid setting REDIS_URL: not a redis:// URL")
+    config = RunConfig(
+        data_dir=Path(environ.get("KIT_DATA_DIR", "").strip() or ".data"),
+        gateway_port=_port(environ, "GATEWAY_PORT", 8000),
+        users_port=_port(environ, "USERS_PORT", 8001),
+        database_url=_postgres_url(environ, "DATABASE_URL"),
+        redis_url=redis_url,
+        app_database_url=_postgres_url(environ, "APP_DATABASE_URL"),
+        environ=environ,
+    )
+    if config.gateway_port == config.users_port:
+        raise ConfigError("kit: invalid setting USERS_PORT: it equals GATEWAY_PORT")
+    for name, port in (("GATEWAY_PORT", config.gateway_port), ("USERS_PORT", config.users_port)):
+        if port_in_use(port):
+            raise ConfigError(
+                f"kit: invalid setting {name}: port {port} on 127.0.0.1 is taken by another "
+                f"process; stop it or set {name} to a free port"
+            )
+    return config
+
+
+def _header_only(environ: Mapping[str, str]) -> bool:
+    """True when the gateway runs the tutorial's way: X-Tenant-ID decides, no credential."""
+    modes = {m.strip() for m in environ.get("GATEWAY_AUTH_MODES", "api_key,jwt").split(",")}
+    credential = "api_key" in modes or ("jwt" in modes and bool(environ.get("JWT_SECRET")))
+    return "header" in modes and not credential
+
+
+def banner(*, gateway_url: str, database_url: str, admin_token: str, header_mode: bool) -> str:
+    """What the user needs to start: where things are and one request to paste."""
+    lines = [
+        "",
+        f"tenantkit is ready: {gateway_url}",
+        "",
+        "  database (psql \"$DATABASE_URL\", or `make psql`):",
+        f"    export DATABASE_URL={shlex.quote(database_url)}",
+        f"  admin token: {admin_token}",
+        "",
+    ]
+    if header_mode:
+        lines += [
+            "  try the tutorial (tenants first, then users):",
+            '    psql "$DATABASE_URL" -c "INSERT INTO tenants (name) VALUES '
+            "('Tenant A'), ('Tenant B');\"",
+            f'    curl -X POST "{gateway_url}/users/" -H "X-Tenant-ID: 1" -d "name=Alice"',
+            f'    curl -X GET "{gateway_url}/users/" -H "X-Tenant-ID: 1"',
+        ]
+    else:
+        lines += [
+            "  create a tenant (the answer holds its API key):",
+            f'    curl -X POST "{gateway_url}/admin/tenants" -H "Authorization: Bearer '
+            f'{admin_token}" -H "Content-Type: application/json" -d \'{{"name": "Acme"}}\'',
+        ]
+    lines += ["", "  Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
+
+
+class Runner:
+    """Brings the stack up in order and takes it down in reverse."""
+
+    def __init__(self, config: RunConfig, follower: LogFollower) -> None:
+        self.config = config
+        self.data = DataDir(config.data_dir)
+        self.follower = follower
+        self.services: list[Child] = []
+        self.servers: list[Child] = []
+
+    def up(self) -> str:
+        """Start everything; returns the banner."""
+        started = time.monotonic()
+        data, environ = self.data, self.config.environ
+        running = data.running_stack()
+        if running is not None:
+            raise ConfigError(
+                f"kit: a stack already runs from {data.path} (pid {running['KIT_RUN_PID']}); "
+                "stop it first, or set KIT_DATA_DIR to another folder"
+            )
+        data.prepare()
+        secrets = data.secrets()
+        # Exported values win over the generated ones (SPEC §3).
+        admin_token = environ.get("ADMIN_TOKEN") or secrets["ADMIN_TOKEN"]
+        signing_secret = (
+            environ.get("INTERNAL_SIGNING_SECRET") or secrets["INTERNAL_SIGNING_SECRET"]
+        )
+
+        database_url = self.config.database_url or self._start_postgres()
+        redis_url = self.config.redis_url or self._start_redis()
+        app_url = self.config.app_database_url or plain(derive_app_url(database_url))
+
+        self.follower.add("migrate", data.logs / "migrate.log")
+        run_migrations(
+            database_url=database_url,
+            app_database_url=self.config.app_database_url,
+            log_path=data.logs / "migrate.log",
+        )
+        users = self._start(
+            "users",
+            self.config.users_port,
+            {"APP_DATABASE_URL": app_url, "INTERNAL_SIGNING_SECRET": signing_secret},
+        )
+        gateway_env = {k: environ[k] for k in GATEWAY_PASSTHROUGH if k in environ}
+        gateway = self._start(
+            "gateway",
+            self.config.gateway_port,
+            {
+                **gateway_env,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "ADMIN_TOKEN": admin_token,
+                "INTERNAL_SIGNING_SECRET": signing_secret,
+                "USERS_URL": users,
+            },
+        )
+        gateway_url = gateway.replace("127.0.0.1", "localhost")
+        data.publish_stack(
+            {
+                "GATEWAY_URL": gateway_url,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "ADMIN_TOKEN": admin_token,
+            }
+        )
+        took = time.monotonic() - started
+        return banner(
+            gateway_url=gateway_url,
+            database_url=database_url,
+            admin_token=admin_token,
+            header_mode=_header_only(environ),
+        ) + f"  (ready in {took:.1f} s; data in {data.path})\n"
+
+    def _start_postgres(self) -> str:
+        port = self._server_port("POSTGRES_PORT")
+        server = PgServer(self.data.postgres, port=port)
+        self.follower.add("postgres", server.log_path)
+        server.start()
+        assert server.child is not None
+        self.servers.append(server.child)
+        return server.create_database(DATABASE_NAME)
+
+    def _start_redis(self) -> str:
+        # No persistence: Redis holds only caches and rate-limit state, rebuilt from
+        # PostgreSQL on demand; a stale cache restored from disk would only mislead.
+        server = RedisServer(self.data.redis, port=self._server_port("REDIS_PORT"))
+        self.follower.add("redis", server.log_path)
+        server.start()
+        assert server.child is not None
+        self.servers.append(server.child)
+        return server.url
+
+    def _server_port(self, name: str) -> int:
+        """The port used last time (so DATABASE_URL stays the same), or a new free one."""
+        port = self.data.kept_port(name)
+        if port is None or port_in_use(port):
+            if port is not None:
+                print(f"kit: port {port} ({name}) is taken now; using another", flush=True)
+            port = free_port()
+            self.data.keep_port(name, port)
+        return port
+
+    def _start(self, name: str, port: int, env: dict[str, str]) -> str:
+        self.follower.add(name, service_log_path(self.data.logs, name, port))
+        service = start_service(name, env=env, port=port, log_dir=self.data.logs)
+        self.services.append(service.child)
+        return service.url
+
+    def watch(self) -> str:
+        """Block until a child exits; its name and status."""
+        while True:
+            for child in self.services + self.servers:
+                if not child.alive():
+                    return f"{child.name} exited with {child.popen.returncode}"
+            time.sleep(0.2)
+
+    def down(self) -> None:
+        """Services first (they use the servers), then the servers; all within 10 s."""
+        stop_together(list(reversed(self.services)), SERVICES_STOP_SECONDS)
+        stop_together(list(reversed(self.servers)), SERVERS_STOP_SECONDS)
+        self.data.withdraw_stack()
+
+
+def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    # Once is enough: the stop sequence is bounded, a second signal must not cut it short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Shutdown(signal.Signals(signum).name)
+
+
+def main() -> int:
+    """Run until Ctrl-C/SIGTERM (exit 0) or until a process dies (exit 1)."""
+    # Under `make run`, make is our parent: if make is killed, we stop the stack too.
+    die_with_parent(signal.SIGTERM)
+    signal.signal(signal.SIGINT, _raise_shutdown)
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+    try:
+        config = read_config(os.environ)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    follower = LogFollower()
+    follower.start()
+    runner = Runner(config, follower)
+    status = 1
+    try:
+        print(f"kit: starting tenantkit (data in {runner.data.path})", flush=True)
+        message = runner.up()
+        print(message, flush=True)
+        reason = runner.watch()
+        print(f"kit: {reason}; stopping the rest", file=sys.stderr, flush=True)
+    except Shutdown as exc:
+        print(f"kit: {exc}: stopping", flush=True)
+        status = 0
+    except (ConfigError, ServerError, ProcessError) as exc:
+        print(str(exc) if str(exc).startswith("kit:") else f"kit: {exc}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        runner.down()
+        stop_all()  # anything caught half-started by the signal
+        follower.stop()
+    if status == 0:
+        print("kit: stopped", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
