@@ -1,0 +1,86 @@
+"""Dependencies going away: Redis down degrades, PostgreSQL down keeps cached tenants only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.tests.conftest import StartGateway
+from gateway.tests.factories import bearer, create_tenant
+from kit.servers import PgServer, RedisServer
+from kit.testing import new_database
+
+
+@pytest.fixture
+def own_redis(kit_workdir: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A Redis for this test alone, so killing it disturbs nobody else."""
+    server = RedisServer(kit_workdir / f"redis-{request.node.name}")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_down_keeps_serving_reports_degraded_and_recovers(
+    start_gateway: StartGateway, own_redis: RedisServer, echo_admin: httpx.Client
+) -> None:
+    gateway = start_gateway({"REDIS_URL": own_redis.url})
+    known, fresh = create_tenant(echo_admin), create_tenant(echo_admin, rate_limit_per_second=1)
+    url = f"{gateway.url}/users"
+    assert httpx.get(url, headers=bearer(known["api_key"])).status_code == 200
+    own_redis.kill()
+
+    started = time.monotonic()
+    # Known tenant (in-process cache) and a tenant never seen (from PostgreSQL) both served.
+    assert httpx.get(url, headers=bearer(known["api_key"])).status_code == 200
+    statuses = [httpx.get(url, headers=bearer(fresh["api_key"])).status_code for _ in range(5)]
+    assert time.monotonic() - started < 5
+    # Rate limiting fails open: a 1/s tenant gets all five through.
+    assert statuses == [200] * 5
+    ready = httpx.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded" and ready.json()["redis"] == "down"
+
+    own_redis.start()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{gateway.url}/readyz").json()["status"] != "ok":
+        assert time.monotonic() < deadline, "gateway never noticed Redis came back"
+        time.sleep(0.2)
+    limited = [httpx.get(url, headers=bearer(fresh["api_key"])).status_code for _ in range(3)]
+    assert 429 in limited
+
+
+@pytest.fixture
+def own_postgres(kit_workdir: Path, request: pytest.FixtureRequest) -> Iterator[PgServer]:
+    """A PostgreSQL for this test alone, so stopping it disturbs nobody else."""
+    server = PgServer(kit_workdir / f"pg-{request.node.name}", for_tests=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_postgres_down_serves_cached_tenants_and_answers_503_fast_for_others(
+    start_gateway: StartGateway, own_postgres: PgServer, own_redis: RedisServer, kit_workdir: Path
+) -> None:
+    database = new_database(own_postgres, log_dir=kit_workdir / "logs")
+    gateway = start_gateway(
+        {"DATABASE_URL": database.url, "REDIS_URL": own_redis.url, "TENANT_CACHE_TTL_SECONDS": "60"}
+    )
+    with httpx.Client(base_url=gateway.url, headers=bearer(gateway.env["ADMIN_TOKEN"])) as admin:
+        cached, other = create_tenant(admin), create_tenant(admin)
+    url = f"{gateway.url}/users"
+    assert httpx.get(url, headers=bearer(cached["api_key"])).status_code == 200
+    # Redis too, so that only the gateway's own memory can answer.
+    own_redis.kill()
+    own_postgres.stop()
+
+    assert httpx.get(url, headers=bearer(cached["api_key"])).status_code == 200
+    started = time.monotonic()
+    response = httpx.get(url, headers=bearer(other["api_key"]), timeout=10)
+    assert response.status_code == 503
+    assert time.monotonic() - started < 5
+    ready = httpx.get(f"{gateway.url}/readyz", timeout=10)
+    assert ready.status_code == 503 and ready.json()["postgres"] == "down"

@@ -1,0 +1,98 @@
+"""Caching that stays correct: zero queries in steady state, bounded staleness, no DB floods."""
+
+from __future__ import annotations
+
+import secrets as secrets_module
+
+import httpx
+import psycopg2
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.apikeys import generate_key
+from gateway.tests.conftest import StartGateway
+from gateway.tests.factories import bearer, create_tenant, wait_for
+from kit.testing import Database
+
+
+def counters(url: str) -> dict[str, float]:
+    """Sample name (with labels) -> value from the gateway's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def test_known_tenant_in_steady_state_costs_no_database_query(
+    echo_gateway, echo_admin: httpx.Client, echo_client: httpx.Client
+) -> None:
+    tenant = create_tenant(echo_admin)
+    assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
+    before = counters(echo_gateway.url)
+    for _ in range(20):
+        assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
+    after = counters(echo_gateway.url)
+    assert after["gateway_tenant_db_lookups_total"] == before["gateway_tenant_db_lookups_total"]
+    hits = "gateway_tenant_cache_total{result=hit_local}"
+    assert after[hits] - before.get(hits, 0) >= 40  # key and tenant, 20 times each
+    assert after["gateway_requests_total{status=200}"] - before["gateway_requests_total{status=200}"] >= 20
+
+
+def test_repeated_unknown_key_reaches_the_database_once(
+    echo_gateway, echo_client: httpx.Client
+) -> None:
+    unknown = generate_key()
+    before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
+    for _ in range(30):
+        assert echo_client.get("/users", headers=bearer(unknown)).status_code == 401
+    assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] - before == 1
+
+
+def test_malformed_keys_never_reach_the_database(echo_gateway, echo_client: httpx.Client) -> None:
+    before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
+    for i in range(20):
+        assert echo_client.get("/users", headers=bearer(f"tk_bad{i}")).status_code == 401
+    assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] == before
+
+
+def test_change_made_directly_in_sql_is_seen_within_the_ttl(
+    start_gateway: StartGateway, echo_admin: httpx.Client, database: Database
+) -> None:
+    gateway = start_gateway({"TENANT_CACHE_TTL_SECONDS": "2"})
+    tenant = create_tenant(echo_admin)
+    url = f"{gateway.url}/users"
+    assert httpx.get(url, headers=bearer(tenant["api_key"])).status_code == 200
+    with psycopg2.connect(database.url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE tenants SET status = 'suspended' WHERE id = %s", (tenant["id"],))
+    conn.close()
+    wait_for(lambda: httpx.get(url, headers=bearer(tenant["api_key"])).status_code == 403, within=2.5)
+
+
+def test_tenant_inserted_in_sql_is_usable_after_a_cached_404(
+    start_gateway: StartGateway, database: Database
+) -> None:
+    gateway = start_gateway({"GATEWAY_AUTH_MODES": "header", "GATEWAY_BASE_DOMAIN": None})
+    # Far above the identity sequence, so no tenant created later can collide with it.
+    future_id = 10**12 + secrets_module.randbelow(10**9)
+    url = f"{gateway.url}/users"
+    assert httpx.get(url, headers={"X-Tenant-ID": str(future_id)}).status_code == 404
+    with psycopg2.connect(database.url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO tenants (id, name) VALUES (%s, %s)", (future_id, f"sql tenant {future_id}")
+        )
+    conn.close()
+    # Negative entries live at most 5 s (both levels together).
+    wait_for(lambda: httpx.get(url, headers={"X-Tenant-ID": str(future_id)}).status_code == 200, within=5.5)
+
+
+def test_metrics_count_rate_limited_requests(
+    echo_gateway, echo_admin: httpx.Client, echo_client: httpx.Client
+) -> None:
+    tenant = create_tenant(echo_admin, rate_limit_per_second=1)
+    before = counters(echo_gateway.url)["gateway_rate_limited_total"]
+    statuses = [echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code for _ in range(5)]
+    assert 429 in statuses
+    after = counters(echo_gateway.url)["gateway_rate_limited_total"]
+    assert after - before == statuses.count(429)
