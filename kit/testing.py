@@ -80,11 +80,18 @@ class Stack:
 def _workdir(config: pytest.Config) -> Path:
     """One temporary folder per session, searchable by the account PostgreSQL runs as."""
     if _WORKDIR_KEY not in config.stash:
-        path = Path(tempfile.mkdtemp(prefix="tenantkit-test-"))
+        parent = Path(tempfile.gettempdir())
+        if os.geteuid() == 0 and not _searchable_by_others(parent):
+            parent = Path("/tmp")  # a private TMPDIR would lock PostgreSQL (as nobody) out
+        path = Path(tempfile.mkdtemp(prefix="tenantkit-test-", dir=parent))
         # mkdtemp makes it 0700; PostgreSQL may run as `nobody` (we are root) and must get in.
         path.chmod(0o711)
         config.stash[_WORKDIR_KEY] = path
     return config.stash[_WORKDIR_KEY]
+
+
+def _searchable_by_others(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o001 for p in [path.resolve(), *path.resolve().parents])
 
 
 def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
