@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: help install run test lint migrate psql up down logs test-compose load load-noisy bench
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tenantkit needs Python 3.11 or newer on PATH (python3.11, python3.12, python3.13 or python3)"; exit 1; }
