@@ -1,0 +1,86 @@
+"""`python -m gateway.cli`: operators' commands, seen by running gateways within a second."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from gateway.tests.factories import bearer, unique_name, wait_for
+from kit.procs import ServiceProcess
+from kit.servers import RedisServer
+from kit.testing import Database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database.url, "REDIS_URL": redis.url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_operator_lifecycle_through_the_cli(
+    database: Database, redis_server: RedisServer, echo_gateway: ServiceProcess
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(*args, database=database, redis=redis_server)
+
+    name = unique_name("cli")
+    created = run("tenants", "create", name, "--rate-limit", "50")
+    assert created.returncode == 0, created.stderr
+    tenant = json.loads(created.stdout)
+    assert tenant["name"] == name and tenant["rate_limit_per_second"] == 50
+    users = f"{echo_gateway.url}/users"
+
+    def status(key: str) -> int:
+        return httpx.get(users, headers=bearer(key)).status_code
+
+    assert status(tenant["api_key"]) == 200
+    listed = json.loads(run("tenants", "list").stdout)
+    assert tenant["id"] in [t["id"] for t in listed]
+
+    assert run("tenants", "suspend", str(tenant["id"])).returncode == 0
+    assert wait_for(lambda: status(tenant["api_key"]) == 403, within=1.0) <= 1.0
+    assert run("tenants", "activate", str(tenant["id"])).returncode == 0
+    assert wait_for(lambda: status(tenant["api_key"]) == 200, within=1.0) <= 1.0
+
+    second = json.loads(run("keys", "create", str(tenant["id"])).stdout)
+    assert status(second["api_key"]) == 200
+    assert run("keys", "revoke", str(tenant["id"]), str(second["id"])).returncode == 0
+    assert wait_for(lambda: status(second["api_key"]) == 401, within=1.0) <= 1.0
+
+    assert run("tenants", "delete", str(tenant["id"])).returncode == 0
+    assert wait_for(lambda: status(tenant["api_key"]) == 401, within=1.0) <= 1.0
+
+
+def test_cli_refusals_exit_non_zero_with_a_reason(
+    database: Database, redis_server: RedisServer
+) -> None:
+    name = unique_name("cli")
+    assert cli("tenants", "create", name, database=database, redis=redis_server).returncode == 0
+    duplicate = cli("tenants", "create", name, database=database, redis=redis_server)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    missing = cli("tenants", "suspend", str(2**62), database=database, redis=redis_server)
+    assert missing.returncode == 1 and "no such tenant" in missing.stderr
+    empty = cli("tenants", "create", "", database=database, redis=redis_server)
+    assert empty.returncode == 2
+
+
+def test_cli_without_database_url_names_the_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "tenants", "list"],
+        env={"PATH": "/usr/bin:/bin"}, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "cli: invalid setting DATABASE_URL: Field required"
