@@ -28,9 +28,11 @@ DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 def _routes() -> Iterator[tuple[str, str, RouteContext]]:
     # Building the app opens nothing: the engine is created by the lifespan, never run here.
-    settings = Settings(
-        APP_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
-        INTERNAL_SIGNING_SECRET="route-table-walk-only-secret",
+    settings = Settings.model_validate(
+        {
+            "APP_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "INTERNAL_SIGNING_SECRET": "route-table-walk-only-secret",
+        }
     )
     # iter_route_contexts: the routes as served, included routers flattened.
     for route in iter_route_contexts(create_app(settings).routes):
