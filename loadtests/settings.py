@@ -35,9 +35,9 @@ class LoadSettings(BaseSettings):
     LOAD_REPORTS_DIR: Path = REPORTS_DIR_DEFAULT
     # Noisy neighbour: one tenant floods far above its own (low) limit.
     LOAD_NOISY_PHASE_TIME: str = "30s"
-    LOAD_FLOOD_USERS: int = Field(default=4, ge=1, le=1_000)
-    LOAD_FLOOD_RPS_PER_USER: float = Field(default=75.0, gt=0)
-    LOAD_FLOOD_RATE_LIMIT_PER_SECOND: int = Field(default=30, ge=1)
+    LOAD_FLOOD_USERS: int = Field(default=2, ge=1, le=1_000)
+    LOAD_FLOOD_RPS_PER_USER: float = Field(default=50.0, gt=0)
+    LOAD_FLOOD_RATE_LIMIT_PER_SECOND: int = Field(default=10, ge=1)
     # Set by `python -m loadtests --noisy` for its Locust runs, not by users: tenants created
     # once for both phases, where each phase writes its figures, which tenant floods.
     LOAD_TENANTS_FILE: Path | None = None

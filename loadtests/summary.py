@@ -47,11 +47,16 @@ def is_flood(name: str) -> bool:
     return name.endswith(FLOOD_SUFFIX)
 
 
-def _figures(stats: RequestStats, names: set[str]) -> GroupFigures:
+def _merged(stats: RequestStats, names: set[str]) -> StatsEntry:
     merged = StatsEntry(stats, "group", "")
     for entry in stats.entries.values():
         if entry.name in names:
             merged.extend(entry)
+    return merged
+
+
+def _figures(stats: RequestStats, names: set[str]) -> GroupFigures:
+    merged = _merged(stats, names)
     errors = [e for e in stats.errors.values() if e.name in names]
     return GroupFigures(
         requests=merged.num_requests,
@@ -75,14 +80,24 @@ def per_tenant(stats: RequestStats, *, flood: bool = False) -> dict[str, GroupFi
     return {label: _figures(stats, names) for label, names in sorted(labels.items())}
 
 
-def measured(stats: RequestStats, *, exclude: AbstractSet[str] = frozenset()) -> GroupFigures:
-    """All normal users' requests together, minus the tenants in `exclude`."""
-    names = {
+def _measured_names(stats: RequestStats, exclude: AbstractSet[str]) -> set[str]:
+    return {
         e.name
         for e in stats.entries.values()
         if not is_flood(e.name) and tenant_of(e.name) not in exclude
     }
-    return _figures(stats, names)
+
+
+def measured(stats: RequestStats, *, exclude: AbstractSet[str] = frozenset()) -> GroupFigures:
+    """All normal users' requests together, minus the tenants in `exclude`."""
+    return _figures(stats, _measured_names(stats, exclude))
+
+
+def response_times(
+    stats: RequestStats, *, exclude: AbstractSet[str] = frozenset()
+) -> dict[int, int]:
+    """The latency histogram (ms -> count) of measured(): runs can be merged exactly."""
+    return dict(_merged(stats, _measured_names(stats, exclude)).response_times)
 
 
 def all_cross_tenant(stats: RequestStats) -> int:
@@ -90,9 +105,11 @@ def all_cross_tenant(stats: RequestStats) -> int:
     return sum(e.occurrences for e in stats.errors.values() if CROSS_TENANT in str(e.error))
 
 
-def verdict(stats: RequestStats, *, p95_bound_ms: int) -> Verdict:
+def verdict(
+    stats: RequestStats, *, p95_bound_ms: int, exclude: AbstractSet[str] = frozenset()
+) -> Verdict:
     """Exit 1 on any cross-tenant row, more than 1 % failures, or p95 over the bound."""
-    overall = measured(stats)
+    overall = measured(stats, exclude=exclude)
     reasons = []
     leaks = all_cross_tenant(stats)
     if leaks:

@@ -18,7 +18,7 @@ from loadtests.tenants import LoadTenant
 
 logger = logging.getLogger("loadtests")
 
-PAGE_SIZE = 20
+PAGE_SIZE = 10
 
 
 def _next_link(link_header: str | None) -> str | None:
