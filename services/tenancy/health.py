@@ -1,4 +1,4 @@
-"""Liveness and readiness, unauthenticated (SPEC §5)."""
+"""Liveness and readiness of a tenant-aware service, unauthenticated (SPEC §5)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
+    """200 while the process runs."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "PostgreSQL unreachable"}})
 async def readyz(request: Request) -> JSONResponse:
+    """200 when PostgreSQL answers the service's role; 503 naming what is missing otherwise."""
     if await run_in_threadpool(database_ready, tenancy(request).engine):
         return JSONResponse({"status": "ready"})
     return JSONResponse(

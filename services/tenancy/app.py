@@ -1,0 +1,104 @@
+"""A tenant-aware service from its routers: lifespan, audit, health, error answers, serving."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import URL
+
+from services.tenancy import health
+from services.tenancy.audit import UnsafeDatabase, require_isolation
+from services.tenancy.errors import install_database_error_handlers
+from services.tenancy.runtime import Tenancy, create_tenant_engine
+from services.tenancy.settings import TenantServiceSettings
+
+EXIT_UNSAFE_DATABASE = 3
+EXIT_NO_DATABASE = 4
+
+# Domain exception -> (HTTP status, detail): the one place a service's errors become answers.
+ErrorMap = Mapping[type[Exception], tuple[int, str]]
+
+
+class State(TypedDict):
+    tenancy: Tenancy
+
+
+def create_tenant_app(
+    settings: TenantServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    errors: ErrorMap | None = None,
+) -> FastAPI:
+    """The app: engine opened and audited in the lifespan, health routes, error mapping."""
+    name = settings.SERVICE_NAME
+    log = logging.getLogger(name)
+    error_map = dict(errors or {})
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
+        engine = create_tenant_engine(settings.database_url(), application_name=name)
+        try:
+            await run_in_threadpool(require_isolation, engine)
+            yield {
+                "tenancy": Tenancy(engine=engine, signing_secret=settings.signing_secret, log=log)
+            }
+        finally:
+            engine.dispose()
+
+    async def domain_error(_request: Request, error: Exception) -> JSONResponse:
+        status, detail = error_map[type(error)]
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    # redirect_slashes=False: a redirect from /x to /x/ would reveal the service's address
+    # to the client through the gateway; services route both paths instead.
+    app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+    for error in error_map:
+        app.add_exception_handler(error, domain_error)
+    install_database_error_handlers(app)
+    return app
+
+
+def _refuse(name: str, reason: str, code: int) -> None:
+    print(f"{name}: refusing to start: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def audit_before_serving(name: str, url: URL) -> None:
+    """Refuse to start, in one line and a non-zero exit, on a database that is not sealed."""
+    # The lifespan audits again; auditing here first turns a refusal into one clean line
+    # instead of a server's start-up traceback.
+    engine = create_tenant_engine(url, application_name=name)
+    try:
+        require_isolation(engine)
+    except UnsafeDatabase as exc:
+        _refuse(name, str(exc), EXIT_UNSAFE_DATABASE)
+    except Exception as exc:  # any failure to connect ends the start the same way
+        text = str(exc).strip()
+        _refuse(
+            name,
+            f"cannot audit the database: {text.splitlines()[0] if text else exc!r}",
+            EXIT_NO_DATABASE,
+        )
+    finally:
+        engine.dispose()
+
+
+def serve(app: FastAPI, settings: TenantServiceSettings, *, host: str, port: int) -> None:
+    """`python -m services.<name>`: audit the database, then serve until SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    audit_before_serving(settings.SERVICE_NAME, settings.database_url())
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -1,0 +1,69 @@
+"""Settings every tenant-aware service shares; a service subclasses it to add its host/port."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import ClassVar, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from services.tenancy.dburl import derive_app_url, to_psycopg2
+
+EXIT_BAD_SETTING = 2
+
+
+class TenantServiceSettings(BaseSettings):
+    """The database role, the gateway's signing secret; UPPER_SNAKE fields = env variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+    # The name in log lines, connections' application_name and refusals ("users-service").
+    SERVICE_NAME: ClassVar[str] = "tenant-service"
+
+    APP_DATABASE_URL: str | None = None
+    DATABASE_URL: str | None = None
+    INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+
+    @field_validator("APP_DATABASE_URL", "DATABASE_URL")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_psycopg2(value)
+        return value
+
+    @model_validator(mode="after")
+    def _some_database(self) -> Self:
+        if not (self.APP_DATABASE_URL or self.DATABASE_URL):
+            raise ValueError("APP_DATABASE_URL: required (or DATABASE_URL to derive it from)")
+        return self
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read the environment; a malformed variable stops the process with one line, exit 2."""
+        try:
+            if environ is None:
+                return cls()  # type: ignore[call-arg]  # read from the environment
+            return cls.model_validate({k: v for k, v in environ.items() if k in cls.model_fields})
+        except ValidationError as exc:
+            print(
+                f"{cls.SERVICE_NAME}: invalid setting {_describe(exc)}", file=sys.stderr, flush=True
+            )
+            raise SystemExit(EXIT_BAD_SETTING) from None
+
+    def database_url(self) -> URL:
+        """The restricted role's URL: APP_DATABASE_URL, else derived from DATABASE_URL."""
+        url = self.APP_DATABASE_URL or derive_app_url(self.DATABASE_URL or "")
+        return to_psycopg2(url, application_name=self.SERVICE_NAME)
+
+    @property
+    def signing_secret(self) -> str:
+        return self.INTERNAL_SIGNING_SECRET.get_secret_value()
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    # A model-level error names its variable itself ("NAME: reason").
+    return f"{err['loc'][0]}: {msg}" if err["loc"] else msg
