@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 CROSS_TENANT = "cross-tenant"
 
@@ -62,3 +63,17 @@ def describe(found: list[tuple[int | None, int | None]], *, tenant_label: str) -
     """The failure message; it names tenants, not rows, so Locust keeps few failure rows."""
     others = sorted({str(other) for _, other in found})
     return f"{CROSS_TENANT}: {tenant_label} received rows of tenant id(s) {', '.join(others)}"
+
+
+def next_link(link_header: str | None) -> str | None:
+    """The path?query of the rel="next" target in a Link header, if any.
+
+    Only path and query are kept: the next page must be asked of the gateway, whatever
+    host a Link might name.
+    """
+    for part in (link_header or "").split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", ""):
+            url = urlsplit(target.strip().strip("<>"))
+            return f"{url.path}?{url.query}" if url.query else url.path
+    return None

@@ -12,11 +12,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from locust.stats import calculate_response_time_percentile
-
 from loadtests.runner import LOCUSTFILE, NOISY_LOCUSTFILE, report_paths, run_locust
 from loadtests.settings import LoadSettings
 from loadtests.tenants import AdminClient, LoadTenant, create_tenants, delete_tenants, save_tenants
+from loadtests.verdict import histogram_percentile
 
 FLOODER = "tenant-01"
 # The promise of a per-tenant limit: a flood costs the others at most this factor.
@@ -93,12 +92,11 @@ def merge_others(phases: list[dict[str, Any]]) -> dict[str, float]:
     histogram: Counter[int] = Counter()
     for phase in phases:
         histogram.update({int(ms): n for ms, n in phase["others_response_times"].items()})
-    total = sum(histogram.values())
     merged: dict[str, float] = {
         key: sum(phase["others"][key] for phase in phases) for key in COUNTS
     }
     for key, fraction in PERCENTILES.items():
-        merged[key] = calculate_response_time_percentile(dict(histogram), total, fraction)
+        merged[key] = histogram_percentile(histogram, fraction)
     return merged
 
 

@@ -1,50 +1,14 @@
-"""Per-tenant figures from Locust's statistics, the pass/fail verdict and the summary screen."""
+"""Per-tenant figures from Locust's statistics (this module imports Locust; verdict.py not)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Set as AbstractSet
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from locust.stats import RequestStats, StatsEntry
 
 from loadtests.isolation import CROSS_TENANT
-
-FLOOD_SUFFIX = " (flood)"
-_TENANT_PREFIX = re.compile(r"^\[(?P<label>[^\]]+)\] ")
-
-
-@dataclass(frozen=True, slots=True)
-class GroupFigures:
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    cross_tenant: int
-    rate_limited: int
-
-    @property
-    def fail_ratio(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    exit_code: int
-    reasons: list[str]
-
-
-def tenant_of(name: str) -> str | None:
-    """'[tenant-03] GET /users/{id}' -> 'tenant-03'."""
-    match = _TENANT_PREFIX.match(name)
-    return match.group("label") if match else None
-
-
-def is_flood(name: str) -> bool:
-    """Requests of the noisy-neighbour flood, kept out of the verdict."""
-    return name.endswith(FLOOD_SUFFIX)
+from loadtests.verdict import GroupFigures, is_flood, tenant_of
 
 
 def _merged(stats: RequestStats, names: set[str]) -> StatsEntry:
@@ -103,45 +67,6 @@ def response_times(
 def all_cross_tenant(stats: RequestStats) -> int:
     """Every cross-tenant failure, flood included."""
     return sum(e.occurrences for e in stats.errors.values() if CROSS_TENANT in str(e.error))
-
-
-def verdict(
-    stats: RequestStats, *, p95_bound_ms: int, exclude: AbstractSet[str] = frozenset()
-) -> Verdict:
-    """Exit 1 on any cross-tenant row, more than 1 % failures, or p95 over the bound."""
-    overall = measured(stats, exclude=exclude)
-    reasons = []
-    leaks = all_cross_tenant(stats)
-    if leaks:
-        reasons.append(f"{leaks} cross-tenant response(s): one tenant saw another's rows")
-    if overall.fail_ratio > 0.01:
-        reasons.append(f"failure ratio {overall.fail_ratio:.2%} is over 1 %")
-    if overall.p95_ms > p95_bound_ms:
-        reasons.append(f"p95 {overall.p95_ms:.0f} ms is over LOAD_P95_MS={p95_bound_ms}")
-    if overall.requests == 0:
-        reasons.append("no request was made")
-    return Verdict(exit_code=1 if reasons else 0, reasons=reasons)
-
-
-def render(
-    tenants: dict[str, GroupFigures], *, overall: GroupFigures, users: dict[str, int]
-) -> str:
-    """The one-screen per-tenant table."""
-    head = f"{'tenant':<12}{'users':>6}{'reqs':>8}{'fail':>6}{'req/s':>8}"
-    head += f"{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'x-tenant':>10}"
-    lines = [head, "-" * len(head)]
-    for label, f in tenants.items():
-        lines.append(_row(label, users.get(label, 0), f))
-    lines.append("-" * len(head))
-    lines.append(_row("all", sum(users.values()), overall))
-    return "\n".join(lines)
-
-
-def _row(label: str, users: int, f: GroupFigures) -> str:
-    return (
-        f"{label:<12}{users:>6}{f.requests:>8}{f.failures:>6}{f.rps:>8.1f}"
-        f"{f.p50_ms:>8.0f}{f.p95_ms:>8.0f}{f.p99_ms:>8.0f}{f.cross_tenant:>10}"
-    )
 
 
 def as_json(figures: dict[str, GroupFigures]) -> dict[str, dict[str, float]]:

@@ -6,29 +6,18 @@ import logging
 import random
 import uuid
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from locust import FastHttpUser, between, constant_throughput, task
 from locust.exception import StopUser
 
-from loadtests.isolation import describe, foreign_rows
+from loadtests.isolation import describe, foreign_rows, next_link
 from loadtests.state import STATE
-from loadtests.summary import FLOOD_SUFFIX
 from loadtests.tenants import LoadTenant
+from loadtests.verdict import FLOOD_SUFFIX
 
 logger = logging.getLogger("loadtests")
 
 PAGE_SIZE = 10
-
-
-def _next_link(link_header: str | None) -> str | None:
-    """The path?query of the rel="next" target in a Link header, if any."""
-    for part in (link_header or "").split(","):
-        target, _, params = part.partition(";")
-        if 'rel="next"' in params.replace(" ", ""):
-            url = urlsplit(target.strip().strip("<>"))
-            return f"{url.path}?{url.query}" if url.query else url.path
-    return None
 
 
 class Reply(NamedTuple):
@@ -89,7 +78,7 @@ class TenantApiUser(FastHttpUser):
                 response.failure(f"{status} {'rate limited' if status == 429 else 'unexpected'}")
                 return None
             response.success()
-            return Reply(status, body, _next_link(response.headers.get("link")))
+            return Reply(status, body, next_link(response.headers.get("link")))
 
 
 class TenantUser(TenantApiUser):

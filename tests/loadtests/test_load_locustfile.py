@@ -1,0 +1,124 @@
+"""`make load` for a few seconds against the real stack from the fixtures."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kit.testing import Secrets
+
+ROOT = Path(__file__).resolve().parents[2]
+TENANTS = 4
+
+
+def run_load(
+    gateway_url: str, token: str, reports: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m loadtests` headless for a few seconds; every tenant gets users at once."""
+    settings = {
+        "LOCUST_HOST": gateway_url,
+        "ADMIN_TOKEN": token,
+        "LOAD_TIME": "4s",
+        "LOAD_USERS": "8",
+        "LOAD_SPAWN_RATE": "8",
+        "LOAD_TENANTS": str(TENANTS),
+        "LOAD_REPORTS_DIR": str(reports),
+        # No timing verdict in the suite: the machine is shared, only isolation is judged.
+        "LOAD_P95_MS": "60000",
+        **env,
+    }
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOAD_", "LOCUST_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "loadtests"],
+        env={**child_env, **settings},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def stats_rows(reports: Path) -> list[dict[str, str]]:
+    with (reports / "load_stats.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def failure_rows(reports: Path) -> list[dict[str, str]]:
+    with (reports / "load_failures.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def load_tenant_names(admin: httpx.Client) -> list[str]:
+    response = admin.get("/admin/tenants")
+    response.raise_for_status()
+    return [t["name"] for t in response.json() if t["name"].startswith("load-")]
+
+
+def test_clean_run_passes_with_statistics_named_per_tenant_and_removes_its_tenants(
+    gateway, secrets: Secrets, admin: httpx.Client, tmp_path: Path
+) -> None:
+    result = run_load(gateway.url, secrets.admin_token, tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {row["Name"] for row in stats_rows(tmp_path)}
+    for n in range(1, TENANTS + 1):
+        # Every user creates rows as it starts, so every tenant has at least this row.
+        assert f"[tenant-{n:02d}] POST /users" in names
+    assert "Aggregated" in names
+    assert not [r for r in failure_rows(tmp_path) if "cross-tenant" in r["Error"]]
+    # The one-screen summary: a line per tenant, and the verdict.
+    for n in range(1, TENANTS + 1):
+        assert f"\ntenant-{n:02d} " in result.stdout
+    assert "PASSED: no cross-tenant row" in result.stdout
+    assert (tmp_path / "load.html").stat().st_size > 0
+    assert load_tenant_names(admin) == []
+
+
+def test_rows_of_another_tenant_are_caught_as_cross_tenant_and_fail_the_run(
+    gateway, secrets: Secrets, admin: httpx.Client, tmp_path: Path
+) -> None:
+    # One tenant-01 user holds tenant-02's key: the gateway really answers with tenant-02's
+    # rows, and the checker, expecting tenant-01's, must flag them.
+    result = run_load(
+        gateway.url, secrets.admin_token, tmp_path, LOAD_PLANT_CROSS_TENANT="1", LOAD_KEEP="1"
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    caught = [r for r in failure_rows(tmp_path) if "cross-tenant" in r["Error"]]
+    assert caught
+    assert {r["Name"].split("]")[0] for r in caught} == {"[tenant-01"}
+    assert "cross-tenant response(s)" in result.stdout
+    # LOAD_KEEP=1 leaves the tenants for inspection.
+    kept = load_tenant_names(admin)
+    assert len(kept) == TENANTS
+    for tenant in admin.get("/admin/tenants").json():
+        if tenant["name"] in kept:
+            admin.delete(f"/admin/tenants/{tenant['id']}").raise_for_status()
+
+
+def test_missing_admin_token_stops_with_one_line_naming_it(gateway, tmp_path: Path) -> None:
+    result = run_load(gateway.url, "", tmp_path, KIT_DATA_DIR=str(tmp_path / "no-data"))
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ADMIN_TOKEN" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("LOAD_USERS", "many"), ("LOAD_TIME", "soon"), ("LOCUST_HOST", "gw")]
+)
+def test_malformed_setting_stops_with_one_line_naming_it(
+    gateway, secrets: Secrets, tmp_path: Path, variable: str, value: str
+) -> None:
+    result = run_load(gateway.url, secrets.admin_token, tmp_path, **{variable: value})
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0]
