@@ -13,6 +13,16 @@ from gateway.tenants import validate_tenant
 from services.tenancy.signing import request_target, sign_headers
 
 
+# uvicorn's parser sets no limit; nginx's default is 4 x 8 KiB. Anything bigger is refused
+# before it is parsed further or copied upstream.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def _headers_fit(request: Request) -> None:
+    if sum(len(k) + len(v) for k, v in request.scope["headers"]) > MAX_HEADER_BYTES:
+        raise GatewayError(431, "request headers too large")
+
+
 def _route(state: GatewayState, path: str) -> str:
     # Dot segments could make one service's prefix reach another's path after normalising.
     segments = path.split("/")
@@ -28,6 +38,7 @@ async def handle(request: Request) -> Response:
     """Every tenant request (anything that is not /admin, /healthz, /readyz, /metrics)."""
     state: GatewayState = request.state.gateway
     settings = state.settings
+    _headers_fit(request)
     upstream = _route(state, request.scope["path"])
 
     claims = identity.identify(
