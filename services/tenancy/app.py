@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import URL
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.tenancy import health
 from services.tenancy.audit import UnsafeDatabase, require_isolation
@@ -29,6 +30,23 @@ ErrorMap = Mapping[type[Exception], tuple[int, str]]
 
 class State(TypedDict):
     tenancy: Tenancy
+
+
+class TrailingSlashInsensitive:
+    """Route `/users/` as `/users`, without a redirect.
+
+    A redirect from the service would carry its own address back through the gateway. Only
+    the routing path changes: `raw_path`, which the gateway signed, stays as received.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.app(scope, receive, send)
 
 
 def create_tenant_app(
@@ -58,9 +76,8 @@ def create_tenant_app(
         status, detail = error_map[type(error)]
         return JSONResponse({"detail": detail}, status_code=status)
 
-    # redirect_slashes=False: a redirect from /x to /x/ would reveal the service's address
-    # to the client through the gateway; services route both paths instead.
     app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    app.add_middleware(TrailingSlashInsensitive)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

@@ -58,7 +58,6 @@ def _next_link(request: Request, *, after: int, limit: int) -> str:
     responses=_responses(401, 422, 503),
     summary="List the tenant's users by id",
 )
-@router.get("/users/", response_model=list[UserOut], include_in_schema=False)
 def list_users(
     session: SessionDep,
     request: Request,
@@ -79,9 +78,6 @@ def list_users(
     responses=_responses(401, 409, 422, 503),
     openapi_extra=_body_doc(UserCreate),
     summary="Create a user (JSON or form fields)",
-)
-@router.post(
-    "/users/", status_code=status.HTTP_201_CREATED, response_model=UserOut, include_in_schema=False
 )
 def create_user(session: SessionDep, data: UserCreateDep) -> UserOut:
     return UserOut.model_validate(service.create_user(session, data=data))
