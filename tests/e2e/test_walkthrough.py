@@ -128,7 +128,7 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
-def test_make_run_serves_the_tutorial_stops_on_sigterm_and_reuses_its_data(kit_workdir: Path):
+def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_workdir: Path):
     gateway_port, users_port = free_port(), free_port()
     env = child_env(
         {
@@ -169,8 +169,24 @@ def test_make_run_serves_the_tutorial_stops_on_sigterm_and_reuses_its_data(kit_w
         with httpx.Client(base_url=url, timeout=10) as client:
             listed = client.get("/users/", headers={"X-Tenant-ID": "1"})
         assert [u["name"] for u in listed.json()] == ["Alice", "Bob"]
+
+        # `make psql` opens psql on the running stack's database.
+        psql = subprocess.run(
+            [sys.executable, "-m", "kit.psql", "-tAc", "SELECT name FROM tenants ORDER BY id"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert psql.stdout.split() == ["Tenant", "A", "Tenant", "B"], psql.stderr
+
+        # A child that dies takes the whole stack down, with the reason and a failure status.
         started = second.descendants()
-        assert second.terminate() == 0
+        gateway = next(p for p in started if "gateway" in p.cmdline())
+        gateway.kill()
+        assert second.popen.wait(timeout=10) != 0
         assert [p.pid for p in started if not _gone(p)] == []
+        assert any("gateway exited" in line for line in second.lines)
     finally:
         second.close()
