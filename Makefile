@@ -37,16 +37,20 @@ psql: $(INSTALLED) ## Open psql on the database of the running `make run` stack
 	$(PY) -m kit.psql
 
 up: ## Build and start the stack under docker compose (gateway on localhost:8000)
-	@echo "make up: not built yet"; exit 1
+	@sh deploy/compose-env.sh .env
+	docker compose up -d --build --wait
+	@port=$$(docker compose port gateway 8000 | sed 's/.*://'); \
+	echo "tenantkit is up: http://localhost:$$port  (admin token: ADMIN_TOKEN in .env)"; \
+	echo "try: curl -s -X POST -H \"Authorization: Bearer \$$(sed -n 's/^ADMIN_TOKEN=//p' .env)\" -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}' http://localhost:$$port/admin/tenants"
 
-down: ## Stop the compose stack
-	docker compose down
+down: ## Stop the compose stack (data stays in its volume; `docker compose down -v` drops it)
+	docker compose --profile scale --profile loadtest down
 
 logs: ## Follow the compose stack's logs
-	docker compose logs -f
+	docker compose --profile scale --profile loadtest logs -f
 
 test-compose: $(INSTALLED) ## Bring the compose stack up, run the e2e suite against it, tear it down
-	@echo "make test-compose: not built yet"; exit 1
+	$(PY) tests/compose/run.py
 
 load: $(INSTALLED) ## Locust, headless, per tenant, against $$LOCUST_HOST
 	$(PY) -m loadtests

@@ -7,6 +7,11 @@ set -euo pipefail
 : "${PGBOUNCER_SERVER_HOST:?PGBOUNCER_SERVER_HOST must name the PostgreSQL host}"
 : "${PGBOUNCER_USERS:?PGBOUNCER_USERS must list the roles, e.g. tenantkit_app,tenantkit}"
 
+timeout_ms=${PGBOUNCER_STATEMENT_TIMEOUT_MS:-4000}
+case "$timeout_ms" in
+    '' | *[!0-9]*) echo "pgbouncer: invalid setting PGBOUNCER_STATEMENT_TIMEOUT_MS: not a whole number of milliseconds" >&2; exit 2 ;;
+esac
+
 conf_dir=$(mktemp -d)
 userlist="$conf_dir/userlist.txt"
 : >"$userlist"
@@ -21,7 +26,7 @@ done
 
 cat >"$conf_dir/pgbouncer.ini" <<INI
 [databases]
-${PGBOUNCER_DATABASE} = host=${PGBOUNCER_SERVER_HOST} port=${PGBOUNCER_SERVER_PORT:-5432} dbname=${PGBOUNCER_DATABASE}
+${PGBOUNCER_DATABASE} = host=${PGBOUNCER_SERVER_HOST} port=${PGBOUNCER_SERVER_PORT:-5432} dbname=${PGBOUNCER_DATABASE} connect_query='SET statement_timeout = ${timeout_ms}'
 
 [pgbouncer]
 listen_addr = 0.0.0.0
@@ -40,7 +45,11 @@ max_client_conn = ${PGBOUNCER_MAX_CLIENT_CONN:-1000}
 max_prepared_statements = 0
 server_reset_query =
 server_check_query = SELECT 1
-ignore_startup_parameters = extra_float_digits
+; The services pass their statement timeout as a startup "options -c statement_timeout=N".
+; PgBouncer cannot forward that (PostgreSQL never reports the value back, so it cannot be
+; re-applied per client); it is ignored here and connect_query sets the timeout on every
+; server connection instead (PGBOUNCER_STATEMENT_TIMEOUT_MS, the users service's 4 s).
+ignore_startup_parameters = extra_float_digits,options
 stats_users = ${PGBOUNCER_STATS_USERS:-}
 admin_users =
 logfile =

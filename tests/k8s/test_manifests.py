@@ -54,8 +54,13 @@ def _generate(root: Path, kustomization: dict, resources: list[Resource]) -> Non
                 continue
             assert not existing, f"{field} {gen['name']}: generated twice"
             resources.append(
-                {"apiVersion": "v1", "kind": kind, "metadata": {"name": gen["name"]},
-                 GENERATED: gen["name"], "_data": data}
+                {
+                    "apiVersion": "v1",
+                    "kind": kind,
+                    "metadata": {"name": gen["name"]},
+                    GENERATED: gen["name"],
+                    "_data": data,
+                }
             )
 
 
@@ -85,8 +90,11 @@ def _build(root: Path) -> list[Resource]:
     _generate(root, kustomization, resources)
     for patch_ref in kustomization.get("patches", []):
         patch = yaml.safe_load((root / patch_ref["path"]).read_text())
-        targets = [r for r in resources if r["kind"] == patch["kind"]
-                   and r["metadata"]["name"] == patch["metadata"]["name"]]
+        targets = [
+            r
+            for r in resources
+            if r["kind"] == patch["kind"] and r["metadata"]["name"] == patch["metadata"]["name"]
+        ]
         assert len(targets) == 1, f"patch {patch_ref['path']} matches {len(targets)} objects"
         _merge(targets[0], {k: v for k, v in patch.items() if k != "metadata"})
     for label_set in kustomization.get("labels", []):
@@ -125,8 +133,9 @@ def _finish(resources: list[Resource]) -> list[Resource]:
             for source in container.get("envFrom", []):
                 for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
                     if field in source:
-                        source[field]["name"] = renamed.get((kind, source[field]["name"]),
-                                                            source[field]["name"])
+                        source[field]["name"] = renamed.get(
+                            (kind, source[field]["name"]), source[field]["name"]
+                        )
             for var in container.get("env", []):
                 ref = var.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -170,17 +179,24 @@ def test_example_overlay_holds_every_object_the_kit_promises(example: list[Resou
 
     kinds = {(r["kind"], base_name(r)) for r in example}
     expected = {
-        ("Namespace", "tenantkit"), ("Job", "migrate"),
-        ("Deployment", "gateway"), ("Deployment", "users"),
-        ("Service", "gateway"), ("Service", "users"),
-        ("HorizontalPodAutoscaler", "gateway"), ("HorizontalPodAutoscaler", "users"),
-        ("PodDisruptionBudget", "gateway"), ("PodDisruptionBudget", "users"),
+        ("Namespace", "tenantkit"),
+        ("Job", "migrate"),
+        ("Deployment", "gateway"),
+        ("Deployment", "users"),
+        ("Service", "gateway"),
+        ("Service", "users"),
+        ("HorizontalPodAutoscaler", "gateway"),
+        ("HorizontalPodAutoscaler", "users"),
+        ("PodDisruptionBudget", "gateway"),
+        ("PodDisruptionBudget", "users"),
         ("NetworkPolicy", "users-ingress-from-gateway-only"),
-        ("Secret", "tenantkit-secrets"), ("ConfigMap", "tenantkit-config"),
+        ("Secret", "tenantkit-secrets"),
+        ("ConfigMap", "tenantkit-config"),
     }
     assert expected <= kinds
-    assert all(r["metadata"].get("namespace") == "tenantkit"
-               for r in example if r["kind"] != "Namespace")
+    assert all(
+        r["metadata"].get("namespace") == "tenantkit" for r in example if r["kind"] != "Namespace"
+    )
 
 
 def test_every_config_and_secret_reference_resolves_to_a_generated_object(
