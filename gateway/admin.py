@@ -20,7 +20,9 @@ def require_admin(request: Request, state: StateDep) -> None:
     expected = state.settings.ADMIN_TOKEN.encode()
     # compare_digest: the answer's timing must not reveal how much of a guess was right.
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        raise GatewayError(401, "admin token required", {"WWW-Authenticate": 'Bearer realm="admin"'})
+        raise GatewayError(
+            401, "admin token required", {"WWW-Authenticate": 'Bearer realm="admin"'}
+        )
 
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
@@ -44,7 +46,11 @@ async def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 async def _invalidate(
-    state: GatewayState, *, tenant_id: int, slug: str | None = None, key_digests: tuple[bytes, ...] = ()
+    state: GatewayState,
+    *,
+    tenant_id: int,
+    slug: str | None = None,
+    key_digests: tuple[bytes, ...] = (),
 ) -> None:
     keys, messages = invalidation.plan(tenant_id=tenant_id, slug=slug, key_digests=key_digests)
     await state.invalidator.publish(keys, messages)

@@ -56,7 +56,9 @@ class RedisLink:
             self._open_until = time.monotonic() + self._cooldown
             if self.up:
                 self.up = False
-                log.warning("redis is down (%s): caching from PostgreSQL, rate limits fail open", exc)
+                log.warning(
+                    "redis is down (%s): caching from PostgreSQL, rate limits fail open", exc
+                )
             raise RedisDown(str(exc)) from exc
         if not self.up:
             self.up = True

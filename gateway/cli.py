@@ -29,15 +29,19 @@ def _print(data: Any) -> None:
 
 def _publish(settings: CliSettings, keys: list[str], messages: list[str]) -> None:
     if not settings.REDIS_URL:
-        print("cli: REDIS_URL is not set: running gateways see this within the cache TTL",
-              file=sys.stderr)
+        print(
+            "cli: REDIS_URL is not set: running gateways see this within the cache TTL",
+            file=sys.stderr,
+        )
         return
     client = Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
         invalidation.publish_sync(client, keys, messages)
     except RedisError as exc:
-        print(f"cli: could not reach Redis ({exc}): gateways see this within the cache TTL",
-              file=sys.stderr)
+        print(
+            f"cli: could not reach Redis ({exc}): gateways see this within the cache TTL",
+            file=sys.stderr,
+        )
     finally:
         client.close()
 
@@ -49,8 +53,9 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
             engine, name=body.name, slug=body.slug, rate_limit_per_second=body.rate_limit_per_second
         )
         _publish(settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
-        _print({**TenantOut.of(tenant).model_dump(mode="json"), "api_key": clear,
-                "api_key_id": key.id})
+        _print(
+            {**TenantOut.of(tenant).model_dump(mode="json"), "api_key": clear, "api_key_id": key.id}
+        )
     elif args.action == "list":
         _print([TenantOut.of(t).model_dump(mode="json") for t in store.list_tenants(engine)])
     elif args.action in ("suspend", "activate"):
@@ -122,8 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cli: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(f"cli: database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
-              file=sys.stderr)
+        print(
+            f"cli: database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         engine.dispose()

@@ -92,7 +92,9 @@ class Settings(BaseSettings):
         modes = frozenset(str(m).strip() for m in items if str(m).strip())
         unknown = modes - AUTH_MODES
         if unknown:
-            raise ValueError(f"unknown mode(s) {', '.join(sorted(unknown))}; use {sorted(AUTH_MODES)}")
+            raise ValueError(
+                f"unknown mode(s) {', '.join(sorted(unknown))}; use {sorted(AUTH_MODES)}"
+            )
         if not modes:
             raise ValueError("at least one mode is needed")
         return modes
@@ -125,7 +127,7 @@ class Settings(BaseSettings):
     def _modes_have_their_settings(self) -> Settings:
         # Raised as ValueError naming the variable, so the one-line error names it too.
         if "jwt" in self.GATEWAY_AUTH_MODES and not self.JWT_SECRET:
-            if self.GATEWAY_AUTH_MODES == {"jwt"}:
+            if {"jwt"} == self.GATEWAY_AUTH_MODES:
                 raise ValueError("JWT_SECRET: the jwt mode needs it")
             # The default modes include jwt; without a secret the mode is simply off (SPEC §3).
             self.GATEWAY_AUTH_MODES = self.GATEWAY_AUTH_MODES - {"jwt"}

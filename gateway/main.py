@@ -38,7 +38,10 @@ def create_app(settings: Settings) -> FastAPI:
         pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)
         session = make_session(timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS)
         directory = TenantDirectory(
-            engine=engine, redis=redis, metrics=metrics, ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS
+            engine=engine,
+            redis=redis,
+            metrics=metrics,
+            ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS,
         )
         invalidator = Invalidator(redis=redis, directory=directory)
         state = GatewayState(
@@ -50,7 +53,9 @@ def create_app(settings: Settings) -> FastAPI:
             metrics=metrics,
             directory=directory,
             limiter=RateLimiter(
-                redis=redis, metrics=metrics, default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND
+                redis=redis,
+                metrics=metrics,
+                default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND,
             ),
             invalidator=invalidator,
         )

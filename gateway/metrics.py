@@ -24,14 +24,16 @@ class Metrics:
             registry=self.registry,
         )
         self.db_lookups = Counter(
-            "gateway_tenant_db_lookups", "Tenant/key lookups that reached PostgreSQL",
+            "gateway_tenant_db_lookups",
+            "Tenant/key lookups that reached PostgreSQL",
             registry=self.registry,
         )
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused with 429", registry=self.registry
         )
         self.redis_up = Gauge(
-            "gateway_redis_up", "1 while Redis answers, 0 while the gateway runs degraded",
+            "gateway_redis_up",
+            "1 while Redis answers, 0 while the gateway runs degraded",
             registry=self.registry,
         )
         self.redis_up.set(1)

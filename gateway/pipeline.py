@@ -12,7 +12,6 @@ from gateway.state import GatewayState
 from gateway.tenants import validate_tenant
 from services.tenancy.signing import request_target, sign_headers
 
-
 # uvicorn's parser sets no limit; nginx's default is 4 x 8 KiB. Anything bigger is refused
 # before it is parsed further or copied upstream.
 MAX_HEADER_BYTES = 32 * 1024

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 
 import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -81,13 +80,19 @@ def _connection_tokens(values: Iterable[str]) -> set[str]:
 def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     """The client's end-to-end headers, minus credentials and client-sent tenant context."""
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
-    drop = HOP_BY_HOP | _CLIENT_ONLY | _connection_tokens(
-        v for k, v in pairs if k.lower() == "connection"
+    drop = (
+        HOP_BY_HOP
+        | _CLIENT_ONLY
+        | _connection_tokens(v for k, v in pairs if k.lower() == "connection")
     )
-    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in drop and not k.lower().startswith("proxy-"))
+    return CIMultiDict(
+        (k, v) for k, v in pairs if k.lower() not in drop and not k.lower().startswith("proxy-")
+    )
 
 
-def downstream_response_headers(headers: CIMultiDict[str]) -> list[tuple[bytes, bytes]]:
+def downstream_response_headers(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str],
+) -> list[tuple[bytes, bytes]]:
     """The upstream's end-to-end response headers, repeated ones (Set-Cookie) kept."""
     drop = HOP_BY_HOP | _UPSTREAM_ONLY | _connection_tokens(headers.getall("connection", []))
     return [
@@ -162,7 +167,7 @@ async def forward(
         raise GatewayError(503, "upstream unavailable") from exc
     except aiohttp.ConnectionTimeoutError as exc:
         raise GatewayError(503, "upstream unavailable") from exc
-    except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.SocketTimeoutError) as exc:
         raise GatewayError(504, "upstream timed out") from exc
     except aiohttp.ClientError as exc:
         # The upstream accepted the connection, then broke it: not the client's fault.

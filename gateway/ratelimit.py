@@ -25,7 +25,8 @@ local wait = new_tat - tolerance - now
 if wait > 0 then
   return {0, 0, wait, tat - now}
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
 """
 

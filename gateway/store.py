@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
-
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -206,7 +205,9 @@ def create_tenant(
         values["slug"] = slug
     try:
         with engine.begin() as conn:
-            tenant = _tenant(conn.execute(insert(tenants).values(**values).returning(tenants)).one())
+            tenant = _tenant(
+                conn.execute(insert(tenants).values(**values).returning(tenants)).one()
+            )
             key, clear = _insert_key(conn, tenant.id)
     except IntegrityError as exc:
         raise (_duplicate(exc) or exc) from exc
@@ -234,7 +235,10 @@ def update_tenant(engine: Engine, tenant_id: int, changes: dict[str, Any]) -> Te
     try:
         with engine.begin() as conn:
             row = conn.execute(
-                update(tenants).where(tenants.c.id == tenant_id).values(**changes).returning(tenants)
+                update(tenants)
+                .where(tenants.c.id == tenant_id)
+                .values(**changes)
+                .returning(tenants)
             ).first()
     except IntegrityError as exc:
         raise (_duplicate(exc) or exc) from exc
@@ -250,10 +254,13 @@ def delete_tenant(engine: Engine, tenant_id: int) -> tuple[TenantRecord, list[by
     """
     with engine.begin() as conn:
         digests = list(
-            conn.execute(select(api_keys.c.key_hash).where(api_keys.c.tenant_id == tenant_id))
-            .scalars()
+            conn.execute(
+                select(api_keys.c.key_hash).where(api_keys.c.tenant_id == tenant_id)
+            ).scalars()
         )
-        row = conn.execute(delete(tenants).where(tenants.c.id == tenant_id).returning(tenants)).first()
+        row = conn.execute(
+            delete(tenants).where(tenants.c.id == tenant_id).returning(tenants)
+        ).first()
     if row is None:
         raise TenantNotFound(tenant_id)
     return _tenant(row), [bytes(d) for d in digests]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -140,12 +141,10 @@ class TenantDirectory:
         )
         if generation == self.local.generation:
             redis_ttl = self._ttls.redis if positive else self._ttls.negative_redis
-            try:
+            with contextlib.suppress(RedisDown):
                 await self._redis.call(
                     lambda r: r.set(redis_key, json.dumps(value), px=max(1, int(redis_ttl * 1000)))
                 )
-            except RedisDown:
-                pass
         return value
 
 

@@ -44,7 +44,9 @@ async def echo(request: Request) -> Response:
         "request_id": context.request_id,
         "method": request.method,
         "target": target,
-        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]],
+        "headers": [
+            [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]
+        ],
         "body_length": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
     }
@@ -72,5 +74,8 @@ def build() -> Starlette:
 
 if __name__ == "__main__":
     uvicorn.run(
-        build(), host=os.environ["ECHO_HOST"], port=int(os.environ["ECHO_PORT"]), log_level="warning"
+        build(),
+        host=os.environ["ECHO_HOST"],
+        port=int(os.environ["ECHO_PORT"]),
+        log_level="warning",
     )

@@ -124,7 +124,13 @@ def test_invalid_create_bodies_are_422(echo_admin: httpx.Client, body: dict[str,
 
 @pytest.mark.parametrize(
     "body",
-    [{"status": "paused"}, {"name": None}, {"status": None}, {"rate_limit_per_second": -5}, {"slug": "x"}],
+    [
+        {"status": "paused"},
+        {"name": None},
+        {"status": None},
+        {"rate_limit_per_second": -5},
+        {"slug": "x"},
+    ],
 )
 def test_invalid_patch_bodies_are_422(echo_admin: httpx.Client, body: dict[str, object]) -> None:
     tenant = create_tenant(echo_admin)
@@ -147,7 +153,10 @@ def test_patch_renames_suspends_reactivates_and_sets_the_rate_limit(
     assert echo_admin.patch(url, json={"name": new_name}).json()["name"] == new_name
     assert echo_admin.patch(url, json={"status": "suspended"}).json()["status"] == "suspended"
     assert echo_admin.patch(url, json={"status": "active"}).json()["status"] == "active"
-    assert echo_admin.patch(url, json={"rate_limit_per_second": 3}).json()["rate_limit_per_second"] == 3
+    assert (
+        echo_admin.patch(url, json={"rate_limit_per_second": 3}).json()["rate_limit_per_second"]
+        == 3
+    )
     reset = echo_admin.patch(url, json={"rate_limit_per_second": None}).json()
     assert reset["rate_limit_per_second"] is None
     assert reset["name"] == new_name  # untouched fields stay

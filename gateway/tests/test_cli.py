@@ -79,7 +79,11 @@ def test_cli_refusals_exit_non_zero_with_a_reason(
 def test_cli_without_database_url_names_the_variable() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "tenants", "list"],
-        env={"PATH": "/usr/bin:/bin"}, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert result.returncode == 2

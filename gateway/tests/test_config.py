@@ -35,7 +35,14 @@ def test_gateway_routes_map_prefixes_to_upstream_origins() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["users=http://u:1", "/users", "/users=ftp://u", "/users=http://u:1/base", "/a=http://x,/a=http://y", ""],
+    [
+        "users=http://u:1",
+        "/users",
+        "/users=ftp://u",
+        "/users=http://u:1/base",
+        "/a=http://x,/a=http://y",
+        "",
+    ],
 )
 def test_malformed_routes_are_refused(raw: str) -> None:
     with pytest.raises(ValueError):
@@ -44,15 +51,15 @@ def test_malformed_routes_are_refused(raw: str) -> None:
 
 def test_auth_modes_are_a_comma_list_of_known_modes() -> None:
     s = settings(GATEWAY_AUTH_MODES="api_key, header", JWT_SECRET="j" * 32)
-    assert s.GATEWAY_AUTH_MODES == {"api_key", "header"}
+    assert {"api_key", "header"} == s.GATEWAY_AUTH_MODES
     assert s.credential_modes == {"api_key"}
     with pytest.raises(ValidationError):
         settings(GATEWAY_AUTH_MODES="api_key,password")
 
 
 def test_default_modes_without_jwt_secret_leave_jwt_off() -> None:
-    assert settings().GATEWAY_AUTH_MODES == {"api_key"}
-    assert settings(JWT_SECRET="j" * 32).GATEWAY_AUTH_MODES == {"api_key", "jwt"}
+    assert {"api_key"} == settings().GATEWAY_AUTH_MODES
+    assert {"api_key", "jwt"} == settings(JWT_SECRET="j" * 32).GATEWAY_AUTH_MODES
 
 
 def test_modes_that_need_a_setting_refuse_to_start_without_it() -> None:
@@ -108,4 +115,6 @@ def test_missing_required_setting_is_named() -> None:
     env = {k: v for k, v in VALID.items() if k != "INTERNAL_SIGNING_SECRET"}
     result = run_gateway(env)
     assert result.returncode == 2
-    assert result.stderr.strip() == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
+    assert (
+        result.stderr.strip() == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
+    )

@@ -40,7 +40,9 @@ def status_of(fn: Any) -> int:
     return info.value.status
 
 
-@pytest.mark.parametrize("value", ["1, 2", "-1", "01", " 1", "1 ", "0", "1.0", "+1", "abc", "", "9" * 30, "１"])
+@pytest.mark.parametrize(
+    "value", ["1, 2", "-1", "01", " 1", "1 ", "0", "1.0", "+1", "abc", "", "9" * 30, "１"]
+)
 def test_malformed_tenant_header_is_400_whatever_the_mode(value: str) -> None:
     h = Headers(raw=[(b"x-tenant-id", value.encode())])
     for modes in (CREDENTIALS, frozenset({"header"})):
@@ -54,16 +56,30 @@ def test_repeated_tenant_header_is_400() -> None:
 
 def test_credential_decides_and_an_agreeing_name_is_fine() -> None:
     assert decide(headers(), credential=1, modes=CREDENTIALS) == 1
-    assert decide(headers(("X-Tenant-ID", "1"), ("Host", "acme.example.test:8000")), credential=1, modes=CREDENTIALS) == 1
+    assert (
+        decide(
+            headers(("X-Tenant-ID", "1"), ("Host", "acme.example.test:8000")),
+            credential=1,
+            modes=CREDENTIALS,
+        )
+        == 1
+    )
 
 
 def test_tenant_header_naming_another_tenant_than_the_credential_is_403() -> None:
-    assert status_of(lambda: decide(headers(("X-Tenant-ID", "2")), credential=1, modes=CREDENTIALS)) == 403
+    assert (
+        status_of(lambda: decide(headers(("X-Tenant-ID", "2")), credential=1, modes=CREDENTIALS))
+        == 403
+    )
 
 
-@pytest.mark.parametrize("host", ["beta.example.test", "nobody.example.test", "a.acme.example.test", "-x-.example.test"])
+@pytest.mark.parametrize(
+    "host", ["beta.example.test", "nobody.example.test", "a.acme.example.test", "-x-.example.test"]
+)
 def test_subdomain_disagreeing_with_the_credential_or_naming_no_tenant_is_403(host: str) -> None:
-    assert status_of(lambda: decide(headers(("Host", host)), credential=1, modes=CREDENTIALS)) == 403
+    assert (
+        status_of(lambda: decide(headers(("Host", host)), credential=1, modes=CREDENTIALS)) == 403
+    )
 
 
 def test_host_outside_the_base_domain_names_nothing() -> None:
@@ -79,8 +95,16 @@ def test_header_mode_alone_lets_the_header_decide_and_requires_it() -> None:
 def test_subdomain_mode_alone_decides_by_slug() -> None:
     modes = frozenset({"subdomain"})
     assert decide(headers(("Host", "beta.example.test")), credential=None, modes=modes) == 2
-    assert status_of(lambda: decide(headers(("Host", "nobody.example.test")), credential=None, modes=modes)) == 404
-    assert status_of(lambda: decide(headers(("Host", "localhost")), credential=None, modes=modes)) == 400
+    assert (
+        status_of(
+            lambda: decide(headers(("Host", "nobody.example.test")), credential=None, modes=modes)
+        )
+        == 404
+    )
+    assert (
+        status_of(lambda: decide(headers(("Host", "localhost")), credential=None, modes=modes))
+        == 400
+    )
 
 
 def test_subdomain_and_header_naming_different_tenants_is_403() -> None:
@@ -91,7 +115,10 @@ def test_subdomain_and_header_naming_different_tenants_is_403() -> None:
 
 def test_without_header_mode_a_tenant_header_cannot_name_the_tenant() -> None:
     modes = frozenset({"subdomain"})
-    assert status_of(lambda: decide(headers(("X-Tenant-ID", "1")), credential=None, modes=modes)) == 400
+    assert (
+        status_of(lambda: decide(headers(("X-Tenant-ID", "1")), credential=None, modes=modes))
+        == 400
+    )
     h = headers(("Host", "beta.example.test"), ("X-Tenant-ID", "1"))
     assert status_of(lambda: decide(h, credential=None, modes=modes)) == 403
 

@@ -20,7 +20,9 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def forge(header: dict[str, object], claims: dict[str, object], *, key: bytes, digest=hashlib.sha256) -> str:  # type: ignore[no-untyped-def]
+def forge(
+    header: dict[str, object], claims: dict[str, object], *, key: bytes, digest=hashlib.sha256
+) -> str:  # type: ignore[no-untyped-def]
     """A token signed by hand, so that any header can be claimed."""
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(key, signing_input.encode(), digest).digest()
@@ -44,7 +46,12 @@ def test_small_clock_skew_is_tolerated() -> None:
     ("label", "token"),
     [
         ("alg none", jwt.encode(claims(), None, algorithm="none")),
-        ("HS512", forge({"alg": "HS512", "typ": "JWT"}, claims(), key=SECRET.encode(), digest=hashlib.sha512)),
+        (
+            "HS512",
+            forge(
+                {"alg": "HS512", "typ": "JWT"}, claims(), key=SECRET.encode(), digest=hashlib.sha512
+            ),
+        ),
         # A verifier that let the header pick the algorithm would check this RS256 token
         # with the shared secret as the "public key": it must be refused outright.
         ("RS256 confusion", forge({"alg": "RS256", "typ": "JWT"}, claims(), key=SECRET.encode())),

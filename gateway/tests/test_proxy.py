@@ -59,10 +59,14 @@ def test_users_with_and_without_trailing_slash_both_go_through_without_redirect(
         assert response.json()["target"] == path
 
 
-def test_method_and_body_are_forwarded(echo_client: httpx.Client, tenant: dict[str, object]) -> None:
+def test_method_and_body_are_forwarded(
+    echo_client: httpx.Client, tenant: dict[str, object]
+) -> None:
     body = b"name=Alice&email=a%40example.com"
     response = echo_client.request(
-        "PATCH", "/users/1", content=body,
+        "PATCH",
+        "/users/1",
+        content=body,
         headers={**key_headers(tenant), "Content-Type": "application/x-www-form-urlencoded"},
     )
     echoed = response.json()
@@ -89,14 +93,23 @@ def test_credentials_hop_by_hop_and_client_tenant_context_do_not_reach_upstream(
     )
     assert response.status_code == 200, response.text
     seen = echoed_headers(response)
-    for name in ("authorization", "x-api-key", "x-hop", "keep-alive", "proxy-authorization", "connection"):
+    for name in (
+        "authorization",
+        "x-api-key",
+        "x-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "connection",
+    ):
         assert name not in seen, name
     assert seen["x-end-to-end"] == ["kept"]
     assert seen["x-tenant-id"] == [str(tenant["id"])]
     assert seen["x-tenant-signature"] != ["forged"]
 
 
-def test_api_key_header_is_not_forwarded(echo_client: httpx.Client, tenant: dict[str, object]) -> None:
+def test_api_key_header_is_not_forwarded(
+    echo_client: httpx.Client, tenant: dict[str, object]
+) -> None:
     response = echo_client.get("/users", headers={"X-API-Key": str(tenant["api_key"])})
     assert response.status_code == 200
     assert "x-api-key" not in echoed_headers(response)
@@ -115,7 +128,9 @@ def test_upstream_response_comes_back_minus_hop_by_hop(
 def test_sane_request_id_is_kept_forwarded_and_echoed(
     echo_client: httpx.Client, tenant: dict[str, object]
 ) -> None:
-    response = echo_client.get("/users", headers={**key_headers(tenant), "X-Request-ID": "req-42.a:b"})
+    response = echo_client.get(
+        "/users", headers={**key_headers(tenant), "X-Request-ID": "req-42.a:b"}
+    )
     assert response.headers["x-request-id"] == "req-42.a:b"
     assert response.json()["request_id"] == "req-42.a:b"
 
@@ -123,7 +138,9 @@ def test_sane_request_id_is_kept_forwarded_and_echoed(
 def test_insane_request_id_is_replaced_and_the_new_one_echoed(
     echo_client: httpx.Client, tenant: dict[str, object]
 ) -> None:
-    response = echo_client.get("/users", headers={**key_headers(tenant), "X-Request-ID": "a b<script>"})
+    response = echo_client.get(
+        "/users", headers={**key_headers(tenant), "X-Request-ID": "a b<script>"}
+    )
     assert response.status_code == 200
     generated = response.headers["x-request-id"]
     assert generated != "a b<script>"
@@ -136,7 +153,9 @@ def test_refusals_also_carry_a_request_id(echo_client: httpx.Client) -> None:
     assert response.headers["x-request-id"] == "refused-1"
 
 
-def test_body_of_exactly_one_mib_passes(echo_client: httpx.Client, tenant: dict[str, object]) -> None:
+def test_body_of_exactly_one_mib_passes(
+    echo_client: httpx.Client, tenant: dict[str, object]
+) -> None:
     response = echo_client.post("/users", content=b"x" * MiB, headers=key_headers(tenant))
     assert response.status_code == 200
     assert response.json()["body_length"] == MiB
@@ -174,7 +193,9 @@ def test_dot_segments_are_refused(echo_client: httpx.Client, tenant: dict[str, o
     assert response.status_code == 400
 
 
-def test_second_route_is_a_config_change(echo_client: httpx.Client, tenant: dict[str, object]) -> None:
+def test_second_route_is_a_config_change(
+    echo_client: httpx.Client, tenant: dict[str, object]
+) -> None:
     response = echo_client.get("/echo/anything", headers=key_headers(tenant))
     assert response.status_code == 200
     assert response.json()["target"] == "/echo/anything"

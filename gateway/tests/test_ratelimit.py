@@ -15,7 +15,9 @@ from kit.servers import RedisServer
 
 
 def limiter_on(redis_url: str, default: int = 100) -> RateLimiter:
-    return RateLimiter(redis=RedisLink(make_client(redis_url)), metrics=Metrics(), default_per_second=default)
+    return RateLimiter(
+        redis=RedisLink(make_client(redis_url)), metrics=Metrics(), default_per_second=default
+    )
 
 
 def tenant() -> int:
@@ -25,7 +27,9 @@ def tenant() -> int:
 async def burst(redis_url: str, *, tenant_id: int, per_second: int, count: int) -> list[object]:
     limiter = limiter_on(redis_url)
     try:
-        return [await limiter.check(tenant_id=tenant_id, per_second=per_second) for _ in range(count)]
+        return [
+            await limiter.check(tenant_id=tenant_id, per_second=per_second) for _ in range(count)
+        ]
     finally:
         await limiter._redis.client.aclose()
 

@@ -37,7 +37,10 @@ def test_known_tenant_in_steady_state_costs_no_database_query(
     assert after["gateway_tenant_db_lookups_total"] == before["gateway_tenant_db_lookups_total"]
     hits = "gateway_tenant_cache_total{result=hit_local}"
     assert after[hits] - before.get(hits, 0) >= 40  # key and tenant, 20 times each
-    assert after["gateway_requests_total{status=200}"] - before["gateway_requests_total{status=200}"] >= 20
+    assert (
+        after["gateway_requests_total{status=200}"] - before["gateway_requests_total{status=200}"]
+        >= 20
+    )
 
 
 def test_repeated_unknown_key_reaches_the_database_once(
@@ -67,7 +70,9 @@ def test_change_made_directly_in_sql_is_seen_within_the_ttl(
     with psycopg2.connect(database.url) as conn, conn.cursor() as cur:
         cur.execute("UPDATE tenants SET status = 'suspended' WHERE id = %s", (tenant["id"],))
     conn.close()
-    wait_for(lambda: httpx.get(url, headers=bearer(tenant["api_key"])).status_code == 403, within=2.5)
+    wait_for(
+        lambda: httpx.get(url, headers=bearer(tenant["api_key"])).status_code == 403, within=2.5
+    )
 
 
 def test_tenant_inserted_in_sql_is_usable_after_a_cached_404(
@@ -84,7 +89,10 @@ def test_tenant_inserted_in_sql_is_usable_after_a_cached_404(
         )
     conn.close()
     # Negative entries live at most 5 s (both levels together).
-    wait_for(lambda: httpx.get(url, headers={"X-Tenant-ID": str(future_id)}).status_code == 200, within=5.5)
+    wait_for(
+        lambda: httpx.get(url, headers={"X-Tenant-ID": str(future_id)}).status_code == 200,
+        within=5.5,
+    )
 
 
 def test_metrics_count_rate_limited_requests(
@@ -92,7 +100,9 @@ def test_metrics_count_rate_limited_requests(
 ) -> None:
     tenant = create_tenant(echo_admin, rate_limit_per_second=1)
     before = counters(echo_gateway.url)["gateway_rate_limited_total"]
-    statuses = [echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code for _ in range(5)]
+    statuses = [
+        echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code for _ in range(5)
+    ]
     assert 429 in statuses
     after = counters(echo_gateway.url)["gateway_rate_limited_total"]
     assert after - before == statuses.count(429)

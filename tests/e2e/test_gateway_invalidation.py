@@ -41,7 +41,10 @@ def test_revoked_key_is_refused_within_one_second_on_every_gateway(
     tenant = create_tenant(admin)
     spare = admin.post(f"/admin/tenants/{tenant['id']}/api-keys").json()
     warm(replicas, tenant["api_key"])
-    assert admin.delete(f"/admin/tenants/{tenant['id']}/api-keys/{tenant['api_key_id']}").status_code == 204
+    assert (
+        admin.delete(f"/admin/tenants/{tenant['id']}/api-keys/{tenant['api_key_id']}").status_code
+        == 204
+    )
     took = wait_for(all_answer(replicas, tenant["api_key"], 401), within=WITHIN_SECONDS)
     assert took <= WITHIN_SECONDS
     # The tenant's other key still works everywhere.
@@ -54,9 +57,15 @@ def test_suspension_and_reactivation_apply_within_one_second_on_every_gateway(
     tenant = create_tenant(admin)
     warm(replicas, tenant["api_key"])
     admin.patch(f"/admin/tenants/{tenant['id']}", json={"status": "suspended"}).raise_for_status()
-    assert wait_for(all_answer(replicas, tenant["api_key"], 403), within=WITHIN_SECONDS) <= WITHIN_SECONDS
+    assert (
+        wait_for(all_answer(replicas, tenant["api_key"], 403), within=WITHIN_SECONDS)
+        <= WITHIN_SECONDS
+    )
     admin.patch(f"/admin/tenants/{tenant['id']}", json={"status": "active"}).raise_for_status()
-    assert wait_for(all_answer(replicas, tenant["api_key"], 200), within=WITHIN_SECONDS) <= WITHIN_SECONDS
+    assert (
+        wait_for(all_answer(replicas, tenant["api_key"], 200), within=WITHIN_SECONDS)
+        <= WITHIN_SECONDS
+    )
 
 
 def test_deleted_tenant_is_refused_within_one_second_on_every_gateway(
@@ -66,17 +75,27 @@ def test_deleted_tenant_is_refused_within_one_second_on_every_gateway(
     warm(replicas, tenant["api_key"])
     assert admin.delete(f"/admin/tenants/{tenant['id']}").status_code == 204
     # Its key died with it: a key of a deleted tenant is an unknown key.
-    assert wait_for(all_answer(replicas, tenant["api_key"], 401), within=WITHIN_SECONDS) <= WITHIN_SECONDS
+    assert (
+        wait_for(all_answer(replicas, tenant["api_key"], 401), within=WITHIN_SECONDS)
+        <= WITHIN_SECONDS
+    )
 
 
-def test_rate_limit_change_applies_on_every_gateway(replicas: list[str], admin: httpx.Client) -> None:
+def test_rate_limit_change_applies_on_every_gateway(
+    replicas: list[str], admin: httpx.Client
+) -> None:
     tenant = create_tenant(admin)
     warm(replicas, tenant["api_key"])
-    admin.patch(f"/admin/tenants/{tenant['id']}", json={"rate_limit_per_second": 1}).raise_for_status()
+    admin.patch(
+        f"/admin/tenants/{tenant['id']}", json={"rate_limit_per_second": 1}
+    ).raise_for_status()
 
     def limited_everywhere() -> bool:
         return all(
-            httpx.get(f"{url}/users", headers=bearer(tenant["api_key"])).headers.get("ratelimit-limit") == "1"
+            httpx.get(f"{url}/users", headers=bearer(tenant["api_key"])).headers.get(
+                "ratelimit-limit"
+            )
+            == "1"
             for url in replicas
         )
 

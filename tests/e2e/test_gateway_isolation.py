@@ -21,7 +21,8 @@ def users_of(client: httpx.Client, key: str) -> list[dict]:  # type: ignore[type
 
 
 def test_key_of_a_with_tenant_header_of_b_touches_nothing_of_b(
-    gateway, two_tenants: tuple[dict, dict]  # type: ignore[type-arg]
+    gateway,
+    two_tenants: tuple[dict, dict],  # type: ignore[type-arg]
 ) -> None:
     a, b = two_tenants
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
@@ -45,14 +46,18 @@ def test_key_of_a_with_tenant_header_of_b_touches_nothing_of_b(
 def test_a_cannot_see_or_change_b_by_user_id(gateway, two_tenants: tuple[dict, dict]) -> None:  # type: ignore[type-arg]
     a, b = two_tenants
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
-        bob = client.post("/users", json={"name": "Bob", "email": "bob@example.com"}, headers=bearer(b["api_key"]))
+        bob = client.post(
+            "/users", json={"name": "Bob", "email": "bob@example.com"}, headers=bearer(b["api_key"])
+        )
         bob_id = bob.json()["id"]
         as_a = bearer(a["api_key"])
         assert client.get(f"/users/{bob_id}", headers=as_a).status_code == 404
         assert client.patch(f"/users/{bob_id}", json={"name": "x"}, headers=as_a).status_code == 404
         assert client.delete(f"/users/{bob_id}", headers=as_a).status_code == 404
         # The same email in another tenant is fine: uniqueness does not leak across tenants.
-        same = client.post("/users", json={"name": "Bob A", "email": "bob@example.com"}, headers=as_a)
+        same = client.post(
+            "/users", json={"name": "Bob A", "email": "bob@example.com"}, headers=as_a
+        )
         assert same.status_code == 201
         assert client.get(f"/users/{bob_id}", headers=bearer(b["api_key"])).json()["name"] == "Bob"
 
@@ -68,12 +73,16 @@ def test_subdomain_of_b_with_key_of_a_is_403(gateway, two_tenants: tuple[dict, d
         assert response.status_code == 403
         assert users_of(client, b["api_key"]) == []
         assert users_of(client, a["api_key"]) == []
-        ok = client.get("/users", headers={**bearer(a["api_key"]), "Host": f"{a['slug']}.example.test"})
+        ok = client.get(
+            "/users", headers={**bearer(a["api_key"]), "Host": f"{a['slug']}.example.test"}
+        )
         assert ok.status_code == 200
 
 
 def test_jwt_of_a_with_tenant_header_of_b_is_403(
-    gateway, secrets: Secrets, two_tenants: tuple[dict, dict]  # type: ignore[type-arg]
+    gateway,
+    secrets: Secrets,
+    two_tenants: tuple[dict, dict],  # type: ignore[type-arg]
 ) -> None:
     a, b = two_tenants
     token = tenant_jwt(secrets.jwt_secret, a["id"])
@@ -85,12 +94,16 @@ def test_jwt_of_a_with_tenant_header_of_b_is_403(
 
 
 def test_deleting_a_tenant_removes_its_users_and_leaves_others(
-    gateway, admin: httpx.Client, two_tenants: tuple[dict, dict]  # type: ignore[type-arg]
+    gateway,
+    admin: httpx.Client,
+    two_tenants: tuple[dict, dict],  # type: ignore[type-arg]
 ) -> None:
     a, b = two_tenants
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
         for key, name in ((a["api_key"], "Alice"), (b["api_key"], "Bea")):
-            assert client.post("/users", json={"name": name}, headers=bearer(key)).status_code == 201
+            assert (
+                client.post("/users", json={"name": name}, headers=bearer(key)).status_code == 201
+            )
         assert admin.delete(f"/admin/tenants/{a['id']}").status_code == 204
         assert client.get("/users", headers=bearer(a["api_key"])).status_code == 401
         assert [u["name"] for u in users_of(client, b["api_key"])] == ["Bea"]

@@ -11,10 +11,16 @@ from kit.testing import Secrets
 from services.tenancy.signing import sign_headers
 
 
-def signed(secrets: Secrets, *, tenant_id: int, method: str, target: str, **kw: object) -> dict[str, str]:
+def signed(
+    secrets: Secrets, *, tenant_id: int, method: str, target: str, **kw: object
+) -> dict[str, str]:
     return sign_headers(
-        secrets.signing_secret, tenant_id=tenant_id, request_id="req-1", method=method,
-        target=target, **kw,  # type: ignore[arg-type]
+        secrets.signing_secret,
+        tenant_id=tenant_id,
+        request_id="req-1",
+        method=method,
+        target=target,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -23,7 +29,9 @@ def test_direct_call_without_signature_is_refused_and_creates_nothing(
 ) -> None:
     tenant = create_tenant(admin)
     with httpx.Client(base_url=users_service.url, timeout=10) as direct:
-        response = direct.post("/users", json={"name": "Sneaky"}, headers={"X-Tenant-ID": str(tenant["id"])})
+        response = direct.post(
+            "/users", json={"name": "Sneaky"}, headers={"X-Tenant-ID": str(tenant["id"])}
+        )
         assert response.status_code == 401
         assert direct.get("/users", headers={"X-Tenant-ID": str(tenant["id"])}).status_code == 401
     through = httpx.get(f"{gateway.url}/users", headers=bearer(tenant["api_key"]))
@@ -33,7 +41,11 @@ def test_direct_call_without_signature_is_refused_and_creates_nothing(
 def test_forged_signature_is_refused(users_service, admin: httpx.Client, secrets: Secrets) -> None:
     tenant = create_tenant(admin)
     forged = sign_headers(
-        "not-the-gateways-secret-at-all", tenant_id=tenant["id"], request_id="r", method="GET", target="/users"
+        "not-the-gateways-secret-at-all",
+        tenant_id=tenant["id"],
+        request_id="r",
+        method="GET",
+        target="/users",
     )
     assert httpx.get(f"{users_service.url}/users", headers=forged).status_code == 401
     genuine = signed(secrets, tenant_id=tenant["id"], method="GET", target="/users")
@@ -49,10 +61,15 @@ def test_signature_replayed_to_another_path_method_or_tenant_is_refused(
     assert httpx.get(f"{base}/users?limit=1", headers=headers).status_code == 401
     assert httpx.get(f"{base}/users/1", headers=headers).status_code == 401
     assert httpx.post(f"{base}/users", json={"name": "x"}, headers=headers).status_code == 401
-    assert httpx.get(f"{base}/users", headers={**headers, "X-Tenant-ID": str(b["id"])}).status_code == 401
+    assert (
+        httpx.get(f"{base}/users", headers={**headers, "X-Tenant-ID": str(b["id"])}).status_code
+        == 401
+    )
 
 
 def test_stale_signature_is_refused(users_service, admin: httpx.Client, secrets: Secrets) -> None:
     tenant = create_tenant(admin)
-    old = signed(secrets, tenant_id=tenant["id"], method="GET", target="/users", now=time.time() - 120)
+    old = signed(
+        secrets, tenant_id=tenant["id"], method="GET", target="/users", now=time.time() - 120
+    )
     assert httpx.get(f"{users_service.url}/users", headers=old).status_code == 401

@@ -69,9 +69,13 @@ def test_identification_alone_is_not_a_credential(client: httpx.Client, tenant: 
 
 
 def test_unknown_malformed_and_revoked_keys_are_401(
-    client: httpx.Client, admin: httpx.Client, tenant: dict  # type: ignore[type-arg]
+    client: httpx.Client,
+    admin: httpx.Client,
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
-    admin.delete(f"/admin/tenants/{tenant['id']}/api-keys/{tenant['api_key_id']}").raise_for_status()
+    admin.delete(
+        f"/admin/tenants/{tenant['id']}/api-keys/{tenant['api_key_id']}"
+    ).raise_for_status()
     for key in (generate_key(), "tk_tooshort", "tk_" + "!" * 43, tenant["api_key"]):
         for headers in (bearer(key), {"X-API-Key": key}):
             response = client.get("/users", headers=headers)
@@ -79,7 +83,9 @@ def test_unknown_malformed_and_revoked_keys_are_401(
             assert "detail" in response.json()
 
 
-def test_key_of_a_deleted_tenant_is_401(client: httpx.Client, admin: httpx.Client, tenant: dict) -> None:  # type: ignore[type-arg]
+def test_key_of_a_deleted_tenant_is_401(
+    client: httpx.Client, admin: httpx.Client, tenant: dict
+) -> None:  # type: ignore[type-arg]
     assert client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
     admin.delete(f"/admin/tenants/{tenant['id']}").raise_for_status()
     assert client.get("/users", headers=bearer(tenant["api_key"])).status_code == 401
@@ -90,7 +96,8 @@ def _b64(data: bytes) -> str:
 
 
 def _hand_signed(alg: str, claims: dict, key: bytes, digest: Callable = hashlib.sha256) -> str:  # type: ignore[type-arg]
-    signing_input = f"{_b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
+    header = _b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    signing_input = f"{header}.{_b64(json.dumps(claims).encode())}"
     return f"{signing_input}.{_b64(hmac.new(key, signing_input.encode(), digest).digest())}"
 
 
@@ -124,13 +131,23 @@ def test_header_mode_without_tenant_header_is_400(header_client: httpx.Client) -
     assert response.json() == {"detail": "X-Tenant-ID header required"}
 
 
-@pytest.mark.parametrize("value", ["1, 2", "-1", "01", "0", "1.5", "+1", "one", "1 2", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "value", ["1, 2", "-1", "01", "0", "1.5", "+1", "one", "1 2", "99999999999999999999"]
+)
 def test_malformed_tenant_header_is_400(
-    value: str, header_client: httpx.Client, client: httpx.Client, tenant: dict  # type: ignore[type-arg]
+    value: str,
+    header_client: httpx.Client,
+    client: httpx.Client,
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
     assert header_client.get("/users", headers={"X-Tenant-ID": value}).status_code == 400
     # With a valid credential too: a malformed name is refused, never ignored.
-    assert client.get("/users", headers={**bearer(tenant["api_key"]), "X-Tenant-ID": value}).status_code == 400
+    assert (
+        client.get(
+            "/users", headers={**bearer(tenant["api_key"]), "X-Tenant-ID": value}
+        ).status_code
+        == 400
+    )
 
 
 def test_repeated_tenant_header_is_400(header_gateway: ServiceProcess, tenant: dict) -> None:  # type: ignore[type-arg]
@@ -140,7 +157,9 @@ def test_repeated_tenant_header_is_400(header_gateway: ServiceProcess, tenant: d
 
 
 def test_leading_space_is_http_whitespace_and_cannot_name_another_tenant(
-    gateway: ServiceProcess, admin: httpx.Client, tenant: dict  # type: ignore[type-arg]
+    gateway: ServiceProcess,
+    admin: httpx.Client,
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
     # RFC 9110 strips optional whitespace around a field value before anyone sees it: " 1"
     # is "1". What matters is that it never lets a key name another tenant.
@@ -164,7 +183,9 @@ def test_huge_headers_are_refused_not_forwarded(client: httpx.Client, tenant: di
 def test_tenant_that_does_not_exist_is_404(
     client: httpx.Client, header_client: httpx.Client, secrets: Secrets
 ) -> None:
-    assert header_client.get("/users", headers={"X-Tenant-ID": str(NO_SUCH_TENANT)}).status_code == 404
+    assert (
+        header_client.get("/users", headers={"X-Tenant-ID": str(NO_SUCH_TENANT)}).status_code == 404
+    )
     token = tenant_jwt(secrets.jwt_secret, NO_SUCH_TENANT)
     response = client.get("/users", headers=bearer(token))
     assert response.status_code == 404
@@ -172,8 +193,11 @@ def test_tenant_that_does_not_exist_is_404(
 
 
 def test_suspended_tenant_is_403_in_every_mode(
-    client: httpx.Client, header_client: httpx.Client, admin: httpx.Client,
-    secrets: Secrets, tenant: dict  # type: ignore[type-arg]
+    client: httpx.Client,
+    header_client: httpx.Client,
+    admin: httpx.Client,
+    secrets: Secrets,
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
     admin.patch(f"/admin/tenants/{tenant['id']}", json={"status": "suspended"}).raise_for_status()
     for response in (
@@ -186,7 +210,9 @@ def test_suspended_tenant_is_403_in_every_mode(
 
 
 def test_credential_and_identification_disagreeing_is_403(
-    client: httpx.Client, admin: httpx.Client, tenant: dict  # type: ignore[type-arg]
+    client: httpx.Client,
+    admin: httpx.Client,
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
     other = create_tenant(admin)
     key = bearer(tenant["api_key"])
@@ -204,12 +230,16 @@ def test_credential_and_identification_disagreeing_is_403(
 # -- 429, 404 route, 503, 504, 413 ------------------------------------------------------------
 
 
-def test_over_the_rate_limit_is_429_with_retry_after(client: httpx.Client, admin: httpx.Client) -> None:
+def test_over_the_rate_limit_is_429_with_retry_after(
+    client: httpx.Client, admin: httpx.Client
+) -> None:
     tenant = create_tenant(admin, rate_limit_per_second=2)
     responses = [client.get("/users", headers=bearer(tenant["api_key"])) for _ in range(6)]
     assert responses[0].status_code == 200
     assert responses[0].headers["ratelimit-limit"] == "2"
-    assert "ratelimit-remaining" in responses[0].headers and "ratelimit-reset" in responses[0].headers
+    assert (
+        "ratelimit-remaining" in responses[0].headers and "ratelimit-reset" in responses[0].headers
+    )
     refused = [r for r in responses if r.status_code == 429]
     assert refused
     assert int(refused[0].headers["retry-after"]) >= 1
@@ -221,7 +251,8 @@ def test_no_route_is_404(client: httpx.Client, tenant: dict) -> None:  # type: i
 
 
 def test_users_service_down_is_503_within_five_seconds(
-    start_service: Callable[..., ServiceProcess], tenant: dict  # type: ignore[type-arg]
+    start_service: Callable[..., ServiceProcess],
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
     users = start_service("users")
     gateway = start_service("gateway", env={"USERS_URL": users.url})
@@ -259,8 +290,10 @@ def hanging_upstream() -> Iterator[str]:
 
 
 def test_upstream_too_slow_is_504(
-    start_service: Callable[..., ServiceProcess], users_service: ServiceProcess,
-    hanging_upstream: str, tenant: dict  # type: ignore[type-arg]
+    start_service: Callable[..., ServiceProcess],
+    users_service: ServiceProcess,
+    hanging_upstream: str,
+    tenant: dict,  # type: ignore[type-arg]
 ) -> None:
     gateway = start_service(
         "gateway",
@@ -278,7 +311,8 @@ def test_upstream_too_slow_is_504(
 
 def test_body_over_one_mib_is_413(client: httpx.Client, tenant: dict) -> None:  # type: ignore[type-arg]
     response = client.post(
-        "/users", content=b"x" * (1024 * 1024 + 1),
+        "/users",
+        content=b"x" * (1024 * 1024 + 1),
         headers={**bearer(tenant["api_key"]), "Content-Type": "application/json"},
     )
     assert response.status_code == 413
