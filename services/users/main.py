@@ -7,7 +7,7 @@ from fastapi import FastAPI, status
 from services.tenancy.app import create_tenant_app
 from services.users import routes
 from services.users.config import Settings
-from services.users.service import DuplicateEmail, UserNotFound
+from services.users.service import DuplicateEmail, TenantGone, UserNotFound
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -19,5 +19,6 @@ def create_app(settings: Settings) -> FastAPI:
         errors={
             UserNotFound: (status.HTTP_404_NOT_FOUND, "user not found"),
             DuplicateEmail: (status.HTTP_409_CONFLICT, "a user with this email already exists"),
+            TenantGone: (status.HTTP_404_NOT_FOUND, "tenant not found"),
         },
     )

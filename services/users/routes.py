@@ -15,7 +15,7 @@ router = APIRouter(tags=["users"])
 
 _STATUS_DOCS: dict[int, str] = {
     status.HTTP_401_UNAUTHORIZED: "No valid signed tenant context",
-    status.HTTP_404_NOT_FOUND: "No such user in this tenant",
+    status.HTTP_404_NOT_FOUND: "No such user in this tenant (or the tenant was just deleted)",
     status.HTTP_409_CONFLICT: "Email already used in this tenant",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input",
     status.HTTP_503_SERVICE_UNAVAILABLE: "Database unavailable",
@@ -75,7 +75,7 @@ def list_users(
     "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=_responses(401, 409, 422, 503),
+    responses=_responses(401, 404, 409, 422, 503),
     openapi_extra=_body_doc(UserCreate),
     summary="Create a user (JSON or form fields)",
 )

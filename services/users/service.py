@@ -10,6 +10,7 @@ from services.users.models import User
 from services.users.schemas import UserCreate, UserUpdate
 
 _EMAIL_CONSTRAINT = "users_tenant_email_key"
+_TENANT_CONSTRAINT = "users_tenant_id_fkey"
 
 
 class UserNotFound(Exception):
@@ -18,6 +19,10 @@ class UserNotFound(Exception):
 
 class DuplicateEmail(Exception):
     """Another user of the same tenant already has this email (compared case-insensitively)."""
+
+
+class TenantGone(Exception):
+    """The tenant was deleted while its request was on the way."""
 
 
 def list_users(session: Session, *, after: int | None, limit: int) -> tuple[list[User], bool]:
@@ -67,4 +72,6 @@ def _flush(session: Session) -> None:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
         if constraint == _EMAIL_CONSTRAINT:
             raise DuplicateEmail from None
+        if constraint == _TENANT_CONSTRAINT:
+            raise TenantGone from None
         raise

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import psycopg2.extensions
 import pytest
 
-from services.users.tests.conftest import SignedClient
+from services.users.tests.conftest import SignedClient, owner_rows
 
 
 @pytest.fixture
@@ -199,7 +200,7 @@ def test_openapi_documents_every_status(api: SignedClient) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
     expected = {
         ("/users", "get"): {"200", "401", "422", "503"},
-        ("/users", "post"): {"201", "401", "409", "422", "503"},
+        ("/users", "post"): {"201", "401", "404", "409", "422", "503"},
         ("/users/{user_id}", "get"): {"200", "401", "404", "422", "503"},
         ("/users/{user_id}", "patch"): {"200", "401", "404", "409", "422", "503"},
         ("/users/{user_id}", "delete"): {"204", "401", "404", "422", "503"},
@@ -214,3 +215,13 @@ def test_health_endpoints_need_no_signature(api: SignedClient) -> None:
     assert api.client.get("/healthz").status_code == 200
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+def test_signed_request_for_a_deleted_tenant_writes_nothing(
+    api: SignedClient, tenant: int, owner: psycopg2.extensions.connection
+) -> None:
+    # The gateway vouched for the tenant, then it was deleted before the request arrived.
+    owner_rows(owner, "DELETE FROM tenants WHERE id = %s", tenant)
+    response = api.request("POST", "/users", tenant, json={"name": "Orphan"})
+    assert response.status_code == 404 and response.json() == {"detail": "tenant not found"}
+    assert owner_rows(owner, "SELECT count(*) FROM users WHERE tenant_id = %s", tenant) == [(0,)]
