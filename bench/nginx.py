@@ -41,6 +41,10 @@ http {{
 """
 
 
+class NginxError(RuntimeError):
+    """nginx is installed but would not start or answer."""
+
+
 def nginx_binary() -> str | None:
     """The nginx on PATH (or in /usr/sbin), if any."""
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
@@ -62,10 +66,12 @@ def nginx_proxy(binary: str, *, upstream_url: str, workdir: Path) -> Iterator[st
     try:
         for _ in range(100):
             if process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {process.returncode}; see {workdir}")
+                raise NginxError(f"nginx exited with {process.returncode}: {_tail(workdir)}")
             if http_status(f"{url}/healthz", timeout=0.5) is not None:
                 break
             time.sleep(0.1)
+        else:
+            raise NginxError(f"nginx did not answer on {url} within 10 s")
         yield url
     finally:
         process.terminate()
@@ -75,3 +81,8 @@ def nginx_proxy(binary: str, *, upstream_url: str, workdir: Path) -> Iterator[st
             process.kill()
             process.wait()
         log.close()
+
+
+def _tail(workdir: Path) -> str:
+    lines = (workdir / "error.log").read_text(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no error logged"

@@ -11,7 +11,7 @@ import httpx
 
 from bench.http_load import RequestFactory, run_http
 from bench.measure import Sample, figures, interleaved, ratio_line
-from bench.nginx import nginx_binary, nginx_proxy
+from bench.nginx import NginxError, nginx_binary, nginx_proxy
 from bench.settings import Scale
 from bench.stack import HttpStack
 from services.tenancy.signing import sign_headers
@@ -80,13 +80,19 @@ def compare_proxies(stack: HttpStack, *, scale: Scale, workdir: Path) -> list[st
         "direct": target(stack.users_url, signed_direct(stack.signing_secret, tenant_id, ids)),
     }
     binary = nginx_binary()
+    skipped = "nginx not installed, skipped"
     try:
         with ExitStack() as running:
             if binary is not None:
-                url = running.enter_context(
-                    nginx_proxy(binary, upstream_url=stack.users_url, workdir=workdir / "nginx")
-                )
-                targets["nginx"] = target(url, signed_direct(stack.signing_secret, tenant_id, ids))
+                try:
+                    url = running.enter_context(
+                        nginx_proxy(binary, upstream_url=stack.users_url, workdir=workdir / "nginx")
+                    )
+                except NginxError as exc:
+                    skipped = f"{exc}, skipped"
+                else:
+                    nginx = signed_direct(stack.signing_secret, tenant_id, ids)
+                    targets["nginx"] = target(url, nginx)
             samples = interleaved(targets, rounds=scale.http_rounds)
     finally:
         _delete_tenant(stack, tenant_id)
@@ -99,5 +105,5 @@ def compare_proxies(stack: HttpStack, *, scale: Scale, workdir: Path) -> list[st
             ratio_line("gateway vs nginx proxy_pass", results["gateway"], results["nginx"])
         )
     else:
-        lines.append("SKIPPED gateway vs nginx proxy_pass: nginx not installed, skipped")
+        lines.append(f"SKIPPED gateway vs nginx proxy_pass: {skipped}")
     return lines

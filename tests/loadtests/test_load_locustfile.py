@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kit.datadir import DataDir, write_env_file
 from kit.testing import Secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +65,12 @@ def load_tenant_names(admin: httpx.Client) -> list[str]:
 def test_clean_run_passes_with_statistics_named_per_tenant_and_removes_its_tenants(
     gateway, secrets: Secrets, admin: httpx.Client, tmp_path: Path
 ) -> None:
-    result = run_load(gateway.url, secrets.admin_token, tmp_path)
+    # No ADMIN_TOKEN exported: the token is the one `make run` keeps in $KIT_DATA_DIR.
+    data = DataDir(tmp_path / "data")
+    data.prepare()
+    write_env_file(data.secrets_file, {"ADMIN_TOKEN": secrets.admin_token}, private=True)
+
+    result = run_load(gateway.url, "", tmp_path, KIT_DATA_DIR=str(data.path))
 
     assert result.returncode == 0, result.stdout + result.stderr
     names = {row["Name"] for row in stats_rows(tmp_path)}
