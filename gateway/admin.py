@@ -6,23 +6,55 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import invalidation, store
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, error_response
 from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
 from gateway.state import GatewayState, StateDep
 
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="admin"'}
+
+
+def is_admin(headers: Headers, admin_token: str) -> bool:
+    """Whether the request carries exactly `Authorization: Bearer <ADMIN_TOKEN>`."""
+    values = headers.getlist("authorization")
+    scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+    # compare_digest: the answer's timing must not reveal how much of a guess was right.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), admin_token.encode()
+    )
+
+
+class AdminGate:
+    """ASGI middleware: /admin without the token is 401 before anything reads the body.
+
+    FastAPI parses a JSON body before running dependencies, so the dependency alone would
+    let anyone make the gateway read (and hold) a body of any size.
+    """
+
+    def __init__(self, app: ASGIApp, *, admin_token: str) -> None:
+        self.app = app
+        self.admin_token = admin_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and (path == "/admin" or path.startswith("/admin/"))
+            and not is_admin(Headers(scope=scope), self.admin_token)
+        ):
+            response = error_response(401, "admin token required", _CHALLENGE)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
 
 def require_admin(request: Request, state: StateDep) -> None:
-    """401 unless `Authorization: Bearer $ADMIN_TOKEN`."""
-    values = request.headers.getlist("authorization")
-    scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
-    expected = state.settings.ADMIN_TOKEN.encode()
-    # compare_digest: the answer's timing must not reveal how much of a guess was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        raise GatewayError(
-            401, "admin token required", {"WWW-Authenticate": 'Bearer realm="admin"'}
-        )
+    """401 unless `Authorization: Bearer $ADMIN_TOKEN` (the gate checked it already)."""
+    if not is_admin(request.headers, state.settings.ADMIN_TOKEN):
+        raise GatewayError(401, "admin token required", _CHALLENGE)
 
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])

@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
+    app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 
 import httpx
 import psycopg2
@@ -27,6 +28,19 @@ def test_without_the_admin_token_everything_is_401(echo_client: httpx.Client) ->
             response = echo_client.request(method, path, headers=headers, json={"name": "x"})
             assert response.status_code == 401, (method, path, headers)
             assert "detail" in response.json()
+
+
+def test_unauthenticated_admin_request_is_refused_before_its_body_is_read(
+    echo_gateway,
+) -> None:
+    # Content-Length promises 50 MB that never come: reading the body would hang this.
+    host, port = echo_gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /admin/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\n\r\n{"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")
 
 
 def test_tenant_api_key_is_not_an_admin_token(
