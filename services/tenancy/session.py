@@ -74,11 +74,17 @@ def _forget_pending(conn: Connection, *_args: Any) -> None:
     conn.info.pop(_PENDING_KEY, None)
 
 
+def _forget_pending_on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    # The mark lives on the pooled connection's record; whatever happened, it stays behind.
+    record.info.pop(_PENDING_KEY, None)
+
+
 def install_engine_hooks(engine: Engine) -> None:
     """Let tenant sessions on `engine` set their tenant inside their first statement."""
     event.listen(engine, "before_cursor_execute", _prepend_tenant_setting, retval=True)
     event.listen(engine, "commit", _forget_pending)
     event.listen(engine, "rollback", _forget_pending)
+    event.listen(engine.pool, "checkin", _forget_pending_on_checkin)
 
 
 def install_tenant_setting(session_cls: type[Session]) -> None:

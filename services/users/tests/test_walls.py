@@ -231,3 +231,18 @@ def test_tenant_is_set_in_the_same_statement_as_the_first_query(
     assert len(sent) == 2
     assert sent[0].startswith(f"SET LOCAL app.tenant_id = '{a}';")
     assert "SET LOCAL" not in sent[1]
+
+
+def test_transaction_ended_before_any_statement_leaves_no_tenant_behind(
+    two_tenants: tuple[int, int], database: Database
+) -> None:
+    a, _ = two_tenants
+    engine = create_tenant_engine(database.app_url, application_name="users-tests")
+    try:
+        # Begun (the tenant is scheduled for the first statement) but never used.
+        with open_tenant_session(engine, tenant_id=a) as session, session.begin():
+            session.connection()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+    finally:
+        engine.dispose()
