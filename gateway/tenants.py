@@ -98,23 +98,20 @@ class TenantDirectory:
         if found:
             self._metrics.cache.labels(result="hit_local").inc()
             return value
-        pending = self._inflight.get(local_key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[local_key] = future
-        try:
-            value = await self._fill(local_key, redis_key, load)
-        except BaseException as exc:
-            future.set_exception(exc)
-            # Mark retrieved: when nobody else waited, asyncio must not warn about it.
-            future.exception()
-            raise
-        else:
-            future.set_result(value)
-            return value
-        finally:
-            del self._inflight[local_key]
+        task = self._inflight.get(local_key)
+        if task is None:
+            # A task of its own, not the caller's: a client hanging up mid-lookup must not
+            # cancel the lookup that other requests for the same key are waiting on.
+            task = asyncio.ensure_future(self._fill(local_key, redis_key, load))
+            self._inflight[local_key] = task
+            task.add_done_callback(lambda done: self._settled(local_key, done))
+        return await asyncio.shield(task)
+
+    def _settled(self, local_key: tuple[str, str], task: asyncio.Future[Any]) -> None:
+        self._inflight.pop(local_key, None)
+        if not task.cancelled():
+            # Mark the exception retrieved: when every waiter left, asyncio must not warn.
+            task.exception()
 
     async def _fill(
         self, local_key: tuple[str, str], redis_key: str, load: Callable[[], Awaitable[Any]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets as secrets_module
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg2
@@ -50,6 +51,18 @@ def test_repeated_unknown_key_reaches_the_database_once(
     before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
     for _ in range(30):
         assert echo_client.get("/users", headers=bearer(unknown)).status_code == 401
+    assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] - before == 1
+
+
+def test_concurrent_requests_for_an_uncached_key_share_one_database_lookup(echo_gateway) -> None:
+    unknown = generate_key()
+    before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
+
+    def hit(_: int) -> int:
+        return httpx.get(f"{echo_gateway.url}/users", headers=bearer(unknown)).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert set(pool.map(hit, range(32))) == {401}
     assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] - before == 1
 
 
