@@ -10,7 +10,7 @@ from typing import Any
 import gevent
 from locust import constant_throughput, events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadtests.settings import LoadSettings, resolve_admin_token
 from loadtests.state import STATE
@@ -55,7 +55,12 @@ def _receive_tenants(environment: Environment, msg: Any, **_: Any) -> None:
     if data.get("error"):
         STATE.fail_setup(data["error"])
     else:
-        STATE.use_tenants([LoadTenant(**t) for t in data["tenants"]], users=data["users"])
+        STATE.use_tenants(
+            [LoadTenant(**t) for t in data["tenants"]],
+            users=data["users"],
+            stride=data["workers"],
+            offset=getattr(environment.runner, "worker_index", 0),
+        )
 
 
 def _planned_users(environment: Environment, settings: LoadSettings) -> int:
@@ -101,7 +106,12 @@ def on_test_start(environment: Environment, **_: Any) -> None:
             gevent.spawn(runner.quit)
         return
     STATE.use_tenants(tenants, users=users)
-    _broadcast(environment, {"tenants": [asdict(t) for t in tenants], "users": users})
+    runner = environment.runner
+    workers = len(runner.clients) if isinstance(runner, MasterRunner) else 1
+    _broadcast(
+        environment,
+        {"tenants": [asdict(t) for t in tenants], "users": users, "workers": workers},
+    )
 
 
 def _broadcast(environment: Environment, data: dict[str, Any]) -> None:
@@ -111,8 +121,16 @@ def _broadcast(environment: Environment, data: dict[str, Any]) -> None:
 
 @events.test_stop.add_listener
 def on_test_stop(environment: Environment, **_: Any) -> None:
+    """A local run has stopped its users: its tenants can go."""
+    # A master hears test_stop before its workers' last requests are answered; deleting then
+    # would revoke keys under them (401s), so it waits for `quitting`.
+    if isinstance(environment.runner, LocalRunner):
+        _remove_tenants(environment)
+
+
+def _remove_tenants(environment: Environment) -> None:
     """Delete the tenants this run created, with all their rows, unless LOAD_KEEP=1."""
-    if isinstance(environment.runner, WorkerRunner) or not STATE.created_here:
+    if not STATE.created_here:
         return
     settings = _settings()
     if settings.LOAD_KEEP:
@@ -123,7 +141,7 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
         with AdminClient(host, resolve_admin_token(settings)) as admin:
             delete_tenants(admin, STATE.tenants)
         STATE.created_here = False
-    except (AdminError, OSError) as exc:
+    except (AdminError, OSError, ValueError) as exc:
         logger.error("loadtests: could not delete the load-test tenants: %s", exc)
 
 
@@ -131,6 +149,11 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
 def on_quitting(environment: Environment, **_: Any) -> None:
     """Print the per-tenant summary and set the exit code from the verdict."""
     if isinstance(environment.runner, WorkerRunner) or STATE.settings is None:
+        return
+    _remove_tenants(environment)
+    if STATE.setup_error:
+        print(f"FAILED: {STATE.setup_error}")
+        environment.process_exit_code = SETUP_FAILED_EXIT
         return
     settings = _settings()
     stats = environment.stats
@@ -141,16 +164,13 @@ def on_quitting(environment: Environment, **_: Any) -> None:
     tenants = per_tenant(stats)
     overall = measured(stats, exclude=excluded)
     print()
-    print(render(tenants, overall=overall, users=STATE.users_per_tenant))
+    print(render(tenants, overall=overall, users=STATE.users_by_tenant()))
     if excluded:
         print(f"({flood_tenant} floods: its requests are left out of the 'all' row and verdict)")
     result = verdict(
         overall, cross_tenant=all_cross_tenant(stats), p95_bound_ms=settings.LOAD_P95_MS
     )
-    if STATE.setup_error:
-        print(f"FAILED: {STATE.setup_error}")
-        environment.process_exit_code = SETUP_FAILED_EXIT
-    elif result.reasons:
+    if result.reasons:
         for reason in result.reasons:
             print(f"FAILED: {reason}")
         environment.process_exit_code = result.exit_code

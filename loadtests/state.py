@@ -26,11 +26,18 @@ class RunState:
         self.planted = False
         self._order: list[int] = []
         self._spawned = 0
+        # A worker takes every `_stride`-th place of the plan from `_offset` on, so the
+        # workers together bind users as one process would.
+        self._stride = 1
+        self._offset = 0
         self._ready = Event()
 
-    def use_tenants(self, tenants: list[LoadTenant], *, users: int) -> None:
+    def use_tenants(
+        self, tenants: list[LoadTenant], *, users: int, stride: int = 1, offset: int = 0
+    ) -> None:
         """Adopt the run's tenants and the order in which users are bound to them."""
         self.tenants = tenants
+        self._stride, self._offset = max(stride, 1), offset
         self._order = assignment_order(user_quotas([t.weight for t in tenants], users))
         self._ready.set()
 
@@ -47,10 +54,22 @@ class RunState:
     def claim_tenant(self) -> LoadTenant:
         """The tenant the next spawned user is bound to (waits for the master's list)."""
         self.wait_for_tenants()
-        tenant = self.tenants[self._order[self._spawned % len(self._order)]]
+        place = self._spawned * self._stride + self._offset
+        tenant = self.tenants[self._order[place % len(self._order)]]
         self._spawned += 1
         self.users_per_tenant[tenant.label] = self.users_per_tenant.get(tenant.label, 0) + 1
         return tenant
+
+    def users_by_tenant(self) -> dict[str, int]:
+        """Users bound per tenant: counted here, else (a master, whose users run on the
+        workers) as planned."""
+        if self.users_per_tenant:
+            return self.users_per_tenant
+        planned: dict[str, int] = {}
+        for index in self._order:
+            label = self.tenants[index].label
+            planned[label] = planned.get(label, 0) + 1
+        return planned
 
     def tenant(self, label: str) -> LoadTenant | None:
         """The tenant with this label, if the run has one."""
