@@ -53,10 +53,10 @@ test-compose: $(INSTALLED) ## Bring the compose stack up, run the e2e suite agai
 	$(PY) tests/compose/run.py
 
 load: $(INSTALLED) ## Locust, headless, per tenant, against $$LOCUST_HOST
-	$(PY) -m loadtests
+	$(PY) -m loadtests $(LOCUST_ARGS)
 
 load-noisy: $(INSTALLED) ## The noisy-neighbour scenario: one tenant floods, the others are measured
-	$(PY) -m loadtests --noisy
+	$(PY) -m loadtests --noisy $(LOCUST_ARGS)
 
 bench: $(INSTALLED) ## The benchmarks; prints ratios measured side by side
 	$(PY) -m bench
