@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.datastructures import Headers
@@ -14,6 +15,8 @@ from gateway.errors import GatewayError, error_response
 from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
 from gateway.state import GatewayState, StateDep
 
+P = ParamSpec("P")
+T = TypeVar("T")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="admin"'}
 
 
@@ -67,7 +70,7 @@ def _not_found(exc: Exception) -> GatewayError:
     return GatewayError(404, f"{what} not found")
 
 
-async def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+async def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A store call with its domain errors mapped to HTTP."""
     try:
         return await store.run_db(fn, *args, **kwargs)
