@@ -8,7 +8,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.children import Child, log_tail, spawn, wait_until
@@ -73,7 +73,7 @@ class ServiceProcess:
     name: str
     port: int
     child: Child
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # secrets: keep them out of failure reports
 
     @property
     def url(self) -> str:

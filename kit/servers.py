@@ -267,12 +267,16 @@ class PgServer:
             self.port = free_port()
 
     def _initdb(self, account: RunAs | None) -> None:
-        if self.pgdata.exists():
-            shutil.rmtree(self.pgdata)  # a half-made cluster from an interrupted first start
-        self.pgdata.mkdir(mode=0o700)
+        # initdb works in a side folder renamed into place when done: a first start that is
+        # interrupted (Ctrl-C) leaves no half-made cluster that the next start would trust.
+        staging = self.pgdata.with_name(self.pgdata.name + ".initdb")
+        for leftover in (staging, self.pgdata):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        staging.mkdir(mode=0o700)
         if account is not None:
-            os.chown(self.pgdata, account.uid, account.gid)
-            _ensure_reachable(account, self.pgdata, "the data folder")
+            os.chown(staging, account.uid, account.gid)
+            _ensure_reachable(account, staging, "the data folder")
         if not self.password_file.exists():
             fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -288,7 +292,7 @@ class PgServer:
             os.chown(pwfile, account.uid, account.gid)
         argv = [
             str(self.binaries.tool("initdb")),
-            "--pgdata", str(self.pgdata),
+            "--pgdata", str(staging),
             "--username", SUPERUSER,
             "--auth", "scram-sha-256",
             "--pwfile", str(pwfile),
@@ -312,9 +316,10 @@ class PgServer:
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
-            shutil.rmtree(self.pgdata, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             last = (result.stderr or result.stdout).strip().splitlines()[-5:]
             raise ServerError("kit: initdb failed:\n" + "\n".join(last))
+        staging.rename(self.pgdata)
 
     def _launch(self, account: RunAs | None) -> None:
         sockets = str(self.pgdata) if len(str(self.pgdata)) < _MAX_SOCKET_PATH - 20 else ""
