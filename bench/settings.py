@@ -46,16 +46,15 @@ class BenchSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _all_or_none(self) -> BenchSettings:
-        given = [
-            self.BENCH_GATEWAY_URL,
-            self.BENCH_USERS_URL,
-            self.ADMIN_TOKEN,
-            self.INTERNAL_SIGNING_SECRET,
-        ]
-        if any(given) and self.BENCH_GATEWAY_URL and not all(given):
+        if (self.BENCH_GATEWAY_URL or self.BENCH_USERS_URL) and not (
+            self.BENCH_GATEWAY_URL
+            and self.BENCH_USERS_URL
+            and self.ADMIN_TOKEN
+            and self.INTERNAL_SIGNING_SECRET
+        ):
             raise ValueError(
-                "with BENCH_GATEWAY_URL also set BENCH_USERS_URL, ADMIN_TOKEN and "
-                "INTERNAL_SIGNING_SECRET"
+                "to measure a running stack set BENCH_GATEWAY_URL, BENCH_USERS_URL, "
+                "ADMIN_TOKEN and INTERNAL_SIGNING_SECRET together"
             )
         return self
 

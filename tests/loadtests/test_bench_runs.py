@@ -46,3 +46,20 @@ def test_bench_prints_every_ratio_with_its_inputs_at_tiny_scale() -> None:
     assert len(inputs) >= 2 * len(COMPARISONS)
     # nginx is optional: either measured or said to be skipped, never silently missing.
     assert "RATIO gateway vs nginx proxy_pass" in out or "nginx not installed, skipped" in out
+
+
+def test_unknown_bench_scale_stops_with_one_line_naming_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench"],
+        env={**env, "BENCH_SCALE": "huge"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and "BENCH_SCALE" in lines[0]
