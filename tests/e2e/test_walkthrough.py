@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,9 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         assert database_url.startswith("postgresql://")
         assert len(first.printed("admin token:")) >= 32
         assert any(f'curl -X POST "{url}/users/" -H "X-Tenant-ID: 1"' in ln for ln in first.lines)
+        # Each child's output comes through, prefixed with its name.
+        for name in ("postgres", "redis", "migrate", "users", "gateway"):
+            assert any(re.match(rf"{name} +\| ", ln) for ln in first.lines), name
 
         insert_tutorial_tenants(database_url)
         walk_through(url)
