@@ -3,7 +3,8 @@
 1. `docker compose up --build --wait` with the `scale` profile and tests/compose/compose.test.yml,
    under a project name and env file (fresh secrets) of its own, so a developer's `make up`
    stack is left alone;
-2. the end-to-end suite (tests/, through E2E_GATEWAY_URL, E2E_ADMIN_TOKEN, E2E_DATABASE_URL);
+2. the end-to-end suite (tests/e2e, through E2E_GATEWAY_URL, E2E_ADMIN_TOKEN, E2E_DATABASE_URL,
+   and E2E_REDIS_URL, E2E_JWT_SECRET for the gateways and tokens the tests make themselves);
 3. the compose suite (tests/compose: images, replicas, PgBouncer);
 4. `docker compose down --volumes`, whatever happened (KEEP_STACK=1 keeps it for debugging).
 """
@@ -41,7 +42,10 @@ def write_env_file(path: Path) -> None:
         "SCALE_PUBLISHED_PORT": str(free_port()),
         # A pool smaller than the clients the replicas open: the leak test needs contention.
         "PGBOUNCER_POOL_SIZE": "2",
-        # As the native suite's gateway: ordinary tests never meet the limit.
+        # The gateway the e2e fixtures promise (kit.testing): these modes on example.test,
+        # and a limit that ordinary tests never meet.
+        "GATEWAY_AUTH_MODES": "api_key,jwt,subdomain",
+        "GATEWAY_BASE_DOMAIN": "example.test",
         "DEFAULT_RATE_LIMIT_PER_SECOND": "1000",
     }
     path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -80,8 +84,11 @@ def main() -> int:
             "E2E_GATEWAY_URL": stack.url("gateway", 8000),
             "E2E_ADMIN_TOKEN": settings["ADMIN_TOKEN"],
             "E2E_DATABASE_URL": stack.owner_database_url(),
+            # Gateways and tokens the e2e tests make themselves must match the stack's.
+            "E2E_REDIS_URL": f"redis://127.0.0.1:{stack.port('redis', 6379)}/0",
+            "E2E_JWT_SECRET": settings["JWT_SECRET"],
         }
-        e2e = pytest(["tests", "--ignore=tests/compose", "--ignore=tests/k8s"], e2e_env)
+        e2e = pytest(["tests/e2e"], e2e_env)
         compose = pytest(
             ["-c", "tests/compose/pytest.ini", "tests/compose"],
             {ENV_PROJECT: stack.project, ENV_FILE: str(env_file)},
