@@ -6,12 +6,10 @@ stopped at the end; see docs/architecture.md ("Test fixtures") for the contract.
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
 
@@ -19,62 +17,33 @@ import httpx
 import pytest
 
 from kit import children
-from kit.procs import ServiceProcess, run_migrations, start_service
+from kit.procs import ServiceProcess, start_service
 from kit.servers import PgServer, RedisServer
+from kit.stacks import (
+    Database,
+    ExternalRedis,
+    ExternalService,
+    Secrets,
+    Stack,
+    gateway_env,
+    new_database,
+    users_env,
+)
 from services.tenancy.dburl import derive_app_url, plain
+
+# Re-exported: tests import these from kit.testing.
+__all__ = [
+    "Database",
+    "ExternalRedis",
+    "ExternalService",
+    "Secrets",
+    "Stack",
+    "gateway_env",
+    "new_database",
+]
 
 _REDIS_KEY = pytest.StashKey[RedisServer]()
 _WORKDIR_KEY = pytest.StashKey[Path]()
-_names = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Database:
-    """A migrated database: the owner's URL and the restricted role's URL (plain URLs)."""
-
-    name: str
-    url: str
-    app_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Secrets:
-    """The shared secrets every process of one test stack is started with."""
-
-    admin_token: str
-    signing_secret: str
-    jwt_secret: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExternalService:
-    """A service someone else runs (E2E_GATEWAY_URL): only its URL is known."""
-
-    url: str
-
-
-@dataclass
-class Stack:
-    """A whole tenantkit stack of its own: database, Redis, users service, gateway."""
-
-    database: Database
-    redis: RedisServer
-    users: ServiceProcess
-    gateway: ServiceProcess
-    secrets: Secrets
-    stopped: list[ServiceProcess] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-    def admin_client(self) -> httpx.Client:
-        """An httpx client on this stack's gateway carrying the admin token."""
-        return httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.secrets.admin_token}"},
-            timeout=10,
-        )
 
 
 def _workdir(config: pytest.Config) -> Path:
@@ -92,40 +61,6 @@ def _workdir(config: pytest.Config) -> Path:
 
 def _searchable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & 0o001 for p in [path.resolve(), *path.resolve().parents])
-
-
-def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
-    """CREATE DATABASE + migrations; returns its owner and restricted-role URLs."""
-    name = name or f"tenantkit_{next(_names)}"
-    url = server.create_database(name)
-    run_migrations(database_url=url, log_path=log_dir / f"migrate-{name}.log")
-    return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
-
-
-def users_env(database: Database, secrets: Secrets) -> dict[str, str | None]:
-    """The users service's settings for one stack."""
-    return {
-        "APP_DATABASE_URL": database.app_url,
-        "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
-    }
-
-
-def gateway_env(
-    *, database: Database, redis_url: str, users_url: str, secrets: Secrets
-) -> dict[str, str | None]:
-    """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
-    return {
-        "DATABASE_URL": database.url,
-        "REDIS_URL": redis_url,
-        "USERS_URL": users_url,
-        "ADMIN_TOKEN": secrets.admin_token,
-        "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
-        "JWT_SECRET": secrets.jwt_secret,
-        "GATEWAY_AUTH_MODES": "api_key,jwt,subdomain",
-        "GATEWAY_BASE_DOMAIN": "example.test",
-        # High enough that ordinary tests never meet it; rate-limit tests set their own.
-        "DEFAULT_RATE_LIMIT_PER_SECOND": "1000",
-    }
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +87,14 @@ def database(request: pytest.FixtureRequest, kit_workdir: Path) -> Database:
 
 
 @pytest.fixture(scope="session")
-def redis_server(kit_workdir: Path, pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+def redis_server(
+    kit_workdir: Path, pytestconfig: pytest.Config
+) -> Iterator[RedisServer | ExternalRedis]:
+    external = os.environ.get("E2E_REDIS_URL")
+    if external:
+        # Gateways the tests start must share the external gateway's Redis (invalidation).
+        yield ExternalRedis(url=external)
+        return
     server = RedisServer(kit_workdir / "redis")
     server.start()
     pytestconfig.stash[_REDIS_KEY] = server
@@ -174,7 +116,7 @@ def secrets_fixture() -> Secrets:
     return Secrets(
         admin_token=os.environ.get("E2E_ADMIN_TOKEN") or token_urlsafe(32),
         signing_secret=token_urlsafe(32),
-        jwt_secret=token_urlsafe(32),
+        jwt_secret=os.environ.get("E2E_JWT_SECRET") or token_urlsafe(32),
     )
 
 

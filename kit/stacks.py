@@ -1,0 +1,105 @@
+"""What a test stack is made of: databases, secrets and each service's settings."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from kit.procs import ServiceProcess, run_migrations
+from kit.servers import PgServer, RedisServer
+from services.tenancy.dburl import derive_app_url, plain
+
+_names = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A migrated database: the owner's URL and the restricted role's URL (plain URLs)."""
+
+    name: str
+    url: str
+    app_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The shared secrets every process of one test stack is started with."""
+
+    admin_token: str
+    signing_secret: str
+    jwt_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalService:
+    """A service someone else runs (E2E_GATEWAY_URL): only its URL is known."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRedis:
+    """A Redis someone else runs (E2E_REDIS_URL, e.g. the compose stack's): only its URL."""
+
+    url: str
+
+
+@dataclass
+class Stack:
+    """A whole tenantkit stack of its own: database, Redis, users service, gateway."""
+
+    database: Database
+    redis: RedisServer
+    users: ServiceProcess
+    gateway: ServiceProcess
+    secrets: Secrets
+    stopped: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def admin_client(self) -> httpx.Client:
+        """An httpx client on this stack's gateway carrying the admin token."""
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.secrets.admin_token}"},
+            timeout=10,
+        )
+
+
+def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
+    """CREATE DATABASE + migrations; returns its owner and restricted-role URLs."""
+    name = name or f"tenantkit_{next(_names)}"
+    url = server.create_database(name)
+    run_migrations(database_url=url, log_path=log_dir / f"migrate-{name}.log")
+    return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
+
+
+def users_env(database: Database, secrets: Secrets) -> dict[str, str | None]:
+    """The users service's settings for one stack."""
+    return {
+        "APP_DATABASE_URL": database.app_url,
+        "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
+    }
+
+
+def gateway_env(
+    *, database: Database, redis_url: str, users_url: str, secrets: Secrets
+) -> dict[str, str | None]:
+    """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
+    return {
+        "DATABASE_URL": database.url,
+        "REDIS_URL": redis_url,
+        "USERS_URL": users_url,
+        "ADMIN_TOKEN": secrets.admin_token,
+        "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
+        "JWT_SECRET": secrets.jwt_secret,
+        "GATEWAY_AUTH_MODES": "api_key,jwt,subdomain",
+        "GATEWAY_BASE_DOMAIN": "example.test",
+        # High enough that ordinary tests never meet it; rate-limit tests set their own.
+        "DEFAULT_RATE_LIMIT_PER_SECOND": "1000",
+    }
