@@ -13,8 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.database import compare_rls, compare_set_local, compare_tenant_counts
+from bench.database import (
+    check_visibility,
+    compare_rls,
+    compare_set_local,
+    compare_tenant_counts,
+)
 from bench.dataset import load_users
+from bench.pgbench import PgbenchError, find_pgbench
 from bench.proxying import compare_proxies
 from bench.settings import BenchSettings
 from bench.stack import http_stack, migrated_database, postgres
@@ -48,12 +54,17 @@ def run(settings: BenchSettings, workdir: Path) -> None:
         started = time.monotonic()
         few = migrated_database(server, name="tenantkit_bench_few", log_dir=logs)
         many = migrated_database(server, name="tenantkit_bench_many", log_dir=logs)
-        load_users(few, tenants=scale.few_tenants, users=scale.db_users)
-        load_users(many, tenants=scale.many_tenants, users=scale.db_users)
+        for url, tenants in ((few, scale.few_tenants), (many, scale.many_tenants)):
+            load_users(url, tenants=tenants, users=scale.db_users)
+            check_visibility(url, tenants=tenants, users=scale.db_users)
         _say(f"   loaded in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
-        _say(compare_tenant_counts(few, many, scale=scale))
-        _say(compare_rls(many, tenants=scale.many_tenants, scale=scale))
+        pgbench = find_pgbench(server.binaries.bindir)
+        if pgbench is None:
+            _say("SKIPPED tenant counts and RLS: no pgbench next to PostgreSQL or on PATH")
+        else:
+            _say(compare_tenant_counts(pgbench, few, many, scale=scale))
+            _say(compare_rls(pgbench, many, tenants=scale.many_tenants, scale=scale))
         _say(compare_set_local(few, tenants=scale.few_tenants, scale=scale))
         _say(f"   ({time.monotonic() - started:.0f} s)")
 
@@ -71,7 +82,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         run(settings, workdir)
-    except (ServerError, ProcessError) as exc:
+    except (ServerError, ProcessError, PgbenchError) as exc:
         _say(f"bench: {exc}")
         return 1
     finally:
