@@ -9,8 +9,6 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kit.datadir import DataDir, read_env_file
-
 REPORTS_DIR_DEFAULT = Path(__file__).resolve().parent / "reports"
 # Locust's --run-time syntax: 90, 90s, 2m, 1h30m.
 _RUN_TIME = re.compile(r"^(\d+|(\d+h)?(\d+m)?(\d+s)?)$")
@@ -76,13 +74,19 @@ def resolve_admin_token(settings: LoadSettings) -> str:
     """ADMIN_TOKEN, else the one `make run` uses, read from $KIT_DATA_DIR."""
     if settings.ADMIN_TOKEN:
         return settings.ADMIN_TOKEN
+    missing = ValueError(
+        f"ADMIN_TOKEN is not set and no `make run` token is kept in {settings.KIT_DATA_DIR} "
+        "(set ADMIN_TOKEN to the admin token `make run` printed)"
+    )
+    try:
+        # The kit is developer tooling: a Locust image ships without it and passes the token.
+        from kit.datadir import DataDir, read_env_file
+    except ImportError:
+        raise missing from None
     data = DataDir(settings.KIT_DATA_DIR)
     # The running stack's own record first: it holds an exported token too.
     running = data.running_stack() or {}
     token = running.get("ADMIN_TOKEN") or read_env_file(data.secrets_file).get("ADMIN_TOKEN")
     if token:
         return token
-    raise ValueError(
-        f"ADMIN_TOKEN is not set and no `make run` token is kept in {data.path} "
-        "(set ADMIN_TOKEN to the admin token `make run` printed)"
-    )
+    raise missing
