@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ TENANTS = 4
 
 
 def run_load(
-    gateway_url: str, token: str, reports: Path, **env: str
+    gateway_url: str, token: str, reports: Path, *, args: Sequence[str] = (), **env: str
 ) -> subprocess.CompletedProcess[str]:
     """`python -m loadtests` headless for a few seconds; every tenant gets users at once."""
     settings = {
@@ -36,7 +38,7 @@ def run_load(
     }
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOAD_", "LOCUST_"))}
     return subprocess.run(
-        [sys.executable, "-m", "loadtests"],
+        [sys.executable, "-m", "loadtests", *args],
         env={**child_env, **settings},
         cwd=ROOT,
         capture_output=True,
@@ -128,3 +130,34 @@ def test_malformed_setting_stops_with_one_line_naming_it(
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0]
+
+
+def test_noisy_neighbour_reports_the_flooders_429s_beside_the_others_figures(
+    gateway, secrets: Secrets, admin: httpx.Client, tmp_path: Path
+) -> None:
+    result = run_load(
+        gateway.url,
+        secrets.admin_token,
+        tmp_path,
+        LOAD_NOISY_PHASE_TIME="4s",
+        LOAD_FLOOD_USERS="2",
+        LOAD_FLOOD_RPS_PER_USER="40",
+        LOAD_FLOOD_RATE_LIMIT_PER_SECOND="5",
+        args=["--noisy"],
+    )
+
+    # The exit code also judges latency (within 2x), which a shared machine may not give.
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    out = result.stdout
+    flooder = re.search(r"flooder tenant-01: (\d+) flood requests .*, (\d+) answered 429", out)
+    assert flooder, out
+    assert int(flooder.group(2)) > 0
+    others_429 = re.search(r"^429s\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.M)
+    assert others_429, out
+    assert others_429.groups() == ("0", "0", "0", "0")
+    for label in ("p50 ms", "p95 ms", "p99 ms"):
+        assert re.search(rf"^{label}\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+x$", out, re.M), out
+    assert re.search(r"the other tenants (stayed|did NOT stay) within 2x", out)
+    for phase in ("quiet-1", "flood", "quiet-2"):
+        assert (tmp_path / f"noisy-{phase}_stats.csv").exists()
+    assert load_tenant_names(admin) == []
