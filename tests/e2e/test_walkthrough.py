@@ -17,7 +17,7 @@ import psutil
 import psycopg2
 
 from kit.procs import ROOT, child_env
-from kit.servers import free_port
+from kit.servers import PgServer, RedisServer, free_port
 from kit.testing import Stack
 
 
@@ -194,3 +194,37 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         assert any("gateway exited" in line for line in second.lines)
     finally:
         second.close()
+
+
+def test_make_run_with_given_database_and_redis_starts_neither(
+    postgres_server: PgServer, kit_workdir: Path
+):
+    given = postgres_server.create_database("make_run_given")
+    # Its own Redis: tenant ids restart at 1 in this database, the session's cache must not mix.
+    redis_server = RedisServer(kit_workdir / "redis-make-run-given")
+    redis_server.start()
+    gateway_port = free_port()
+    env = child_env(
+        {
+            "KIT_DATA_DIR": str(kit_workdir / "make-run-given"),
+            "GATEWAY_PORT": str(gateway_port),
+            "USERS_PORT": str(free_port()),
+            "GATEWAY_AUTH_MODES": "header",
+            "DATABASE_URL": given,
+            "REDIS_URL": redis_server.url,
+        }
+    )
+    run = MakeRun(env)
+    try:
+        run.wait_for("tenantkit is ready", timeout=60)
+        assert run.printed("export DATABASE_URL=") == given
+        names = {p.name() for p in run.descendants()}
+        assert "postgres" not in names and "redis-server" not in names, names
+        insert_tutorial_tenants(given)
+        walk_through(f"http://localhost:{gateway_port}")
+        assert run.terminate() == 0
+        assert redis_server.running()
+    finally:
+        run.close()
+        redis_server.stop()
+    assert not (kit_workdir / "make-run-given" / "postgres").exists()
