@@ -51,5 +51,6 @@ class Picker:
         self._random = random.Random(seed)
 
     def pick(self) -> tuple[int, int]:
+        """A random tenant and one of its user ids."""
         tenant = self._random.randint(1, self.tenants)
         return tenant, tenant + self.tenants * self._random.randrange(self.per_tenant)

@@ -42,6 +42,7 @@ class Figures:
     p99_ms: float
 
     def describe(self, unit: str) -> str:
+        """The inputs and figures of this side, on one line."""
         return (
             f"{self.label}: {self.operations} {unit} x {self.rounds} rounds, concurrency "
             f"{self.concurrency}, {self.throughput:,.0f} {unit}/s, p50 {self.p50_ms:.2f} ms, "

@@ -37,6 +37,8 @@ class PgbenchError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Pgbench:
+    """A pgbench binary, run with a custom script and every transaction logged."""
+
     binary: Path
 
     def run(

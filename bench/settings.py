@@ -38,6 +38,8 @@ SCALES: dict[str, Scale] = {
 
 
 class BenchSettings(BaseSettings):
+    """`make bench` settings (environment variables)."""
+
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
     BENCH_SCALE: Literal["full", "small", "tiny"] = "full"

@@ -15,6 +15,8 @@ _RUN_TIME = re.compile(r"^(\d+|(\d+h)?(\d+m)?(\d+s)?)$")
 
 
 class LoadSettings(BaseSettings):
+    """`make load` / `make load-noisy` settings (environment variables)."""
+
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
     LOCUST_HOST: str = "http://127.0.0.1:8000"

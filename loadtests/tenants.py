@@ -13,6 +13,8 @@ import httpx
 
 @dataclass(frozen=True, slots=True)
 class LoadTenant:
+    """A tenant created for the run, with its first API key."""
+
     label: str  # "tenant-03": the name in every statistic, stable across runs
     id: int
     api_key: str

@@ -21,6 +21,8 @@ PAGE_SIZE = 10
 
 
 class Reply(NamedTuple):
+    """A response that passed every check."""
+
     status: int
     body: Any
     next_page: str | None
@@ -106,6 +108,7 @@ class TenantUser(TenantApiUser):
 
     @task(2)
     def create_user(self) -> None:
+        """Sign a new person up; remember the id as this tenant's."""
         tag = uuid.uuid4().hex[:12]
         result = self.call(
             "POST",
@@ -121,6 +124,7 @@ class TenantUser(TenantApiUser):
 
     @task(8)
     def get_user(self) -> None:
+        """Open one of the people this user created."""
         if self.own_ids:
             self.call("GET", f"/users/{random.choice(self.own_ids)}", name="/users/{id}")
 
@@ -133,6 +137,7 @@ class TenantUser(TenantApiUser):
 
     @task(2)
     def patch_user(self) -> None:
+        """Rename one of them."""
         if self.own_ids:
             user_id = random.choice(self.own_ids)
             self.call(
@@ -144,6 +149,7 @@ class TenantUser(TenantApiUser):
 
     @task(1)
     def delete_user(self) -> None:
+        """Remove one of them (keeping one, so reads always have a target)."""
         if len(self.own_ids) > 1:
             user_id = self.own_ids.pop(random.randrange(len(self.own_ids)))
             self.call("DELETE", f"/users/{user_id}", name="/users/{id}", expect=(204,))
@@ -176,4 +182,5 @@ class FloodUser(TenantApiUser):
 
     @task
     def flood(self) -> None:
+        """The cheapest request there is, as fast as the wait time allows."""
         self.call("GET", "/users?limit=1", name="/users" + FLOOD_SUFFIX)

@@ -31,6 +31,8 @@ class GroupFigures:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """The exit code of a run and why."""
+
     exit_code: int
     reasons: list[str]
 
