@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
-from compose_stack import ROOT, ComposeStack
+from compose_stack import ROOT, ComposeStack, read_env_file
 
 IMAGE = "tenantkit:latest"
 REQUIRED_SECRETS = (
@@ -136,3 +137,30 @@ def test_users_service_refuses_an_unsigned_call_from_inside_the_stack(stack: Com
     )
     out = stack.run("exec", "-T", "gateway", "python", "-c", script)
     assert out.strip() == "401"
+
+
+def test_make_up_creates_env_with_every_required_secret_once(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    first = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "compose-env.sh"), str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "created" in first.stdout
+    values = read_env_file(env_file)
+    for name in (*REQUIRED_SECRETS, "JWT_SECRET"):
+        assert len(values[name]) >= 32, name
+    assert len(set(values.values())) == len(values)  # each secret drawn on its own
+    assert env_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+
+    again = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "compose-env.sh"), str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert again.stdout == ""
+    assert read_env_file(env_file) == values  # an existing .env is never overwritten
