@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from compose_stack import ComposeStack
+from compose_stack import ENV_FILE, ENV_PROJECT, ComposeStack
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,6 +26,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 @pytest.fixture(scope="session")
 def stack() -> ComposeStack:
+    if not {ENV_PROJECT, ENV_FILE} <= os.environ.keys():
+        pytest.fail(
+            f"no compose stack: run `make test-compose`, or set {ENV_PROJECT} and {ENV_FILE} "
+            "to a stack started with tests/compose/compose.test.yml and the scale profile"
+        )
     return ComposeStack.from_environment()
 
 
