@@ -6,11 +6,16 @@ Arguments after the options go to Locust unchanged, e.g. `--master --expect-work
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from loadtests.noisy import run_noisy
 from loadtests.runner import LOCUSTFILE, preflight, report_paths, run_locust
 from loadtests.settings import LoadSettings
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         "--noisy", action="store_true", help="one tenant floods; report how the others fare"
     )
     args, locust_args = parser.parse_known_args(argv)
+    # A supervisor's SIGTERM ends the run as Ctrl-C does: reports written, tenants deleted.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = LoadSettings.load()
     token = preflight(settings)
     if args.noisy:
@@ -41,4 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

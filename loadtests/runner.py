@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,8 +67,28 @@ def run_locust(
         str(reports / report_name),
         *extra_args,
     ]
-    child_env = {**os.environ, **env}
-    return subprocess.run(argv, env=child_env, check=False).returncode
+    # Locust gets a session of its own so that Ctrl-C reaches it once, from here, and not a
+    # second time mid-cleanup: a second interrupt would abort the deletion of its tenants.
+    process = subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_interruptible,
+    )
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # Let it stop its users, write its reports and delete its tenants, then stop too.
+        process.send_signal(signal.SIGINT)
+        process.wait()
+        raise
+
+
+def _interruptible() -> None:
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal stays
+    # ignored across exec: Locust would never see the interrupt it is sent.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def report_paths(settings: LoadSettings, report_name: str) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -203,3 +205,46 @@ def test_distributed_master_and_worker_share_the_tenants_and_judge_together(
     # other run of this test see 401s; a race, so this check is a net, not a proof).
     assert not [r for r in failure_rows(tmp_path) if "401" in r["Error"]]
     assert load_tenant_names(admin) == []
+
+
+def test_stopped_run_deletes_its_tenants_and_still_writes_its_reports(
+    gateway, secrets: Secrets, admin: httpx.Client, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOAD_", "LOCUST_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadtests"],
+        env={
+            **env,
+            "LOCUST_HOST": gateway.url,
+            "ADMIN_TOKEN": secrets.admin_token,
+            "LOAD_TIME": "5m",
+            "LOAD_TENANTS": str(TENANTS),
+            "LOAD_USERS": "8",
+            "LOAD_SPAWN_RATE": "8",
+            "LOAD_REPORTS_DIR": str(tmp_path),
+        },
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # A run in progress: its tenants exist and its CSV (written every second) has rows.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            (tmp_path / "load_stats.csv").exists() and len(stats_rows(tmp_path)) > 1
+        ):
+            time.sleep(0.2)
+        assert len(load_tenant_names(admin)) == TENANTS
+        # What a supervisor (or Ctrl-C, for the terminal) does to a run in progress.
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, out
+    assert load_tenant_names(admin) == []
+    assert (tmp_path / "load.html").stat().st_size > 0
+    assert "PASSED" in out or "FAILED" in out  # the summary still came out
