@@ -51,7 +51,8 @@ class ComposeStack:
     def settings(self) -> dict[str, str]:
         return read_env_file(self.env_file)
 
-    def command(self, *args: str) -> list[str]:
+    def command(self, *args: str, profiles: tuple[str, ...] = ("scale",)) -> list[str]:
+        files = [ROOT / "docker-compose.yml", TEST_OVERRIDE]
         return [
             "docker",
             "compose",
@@ -61,19 +62,27 @@ class ComposeStack:
             str(ROOT),
             "--env-file",
             str(self.env_file),
-            "--file",
-            str(ROOT / "docker-compose.yml"),
-            "--file",
-            str(TEST_OVERRIDE),
-            "--profile",
-            "scale",
+            *(arg for path in files for arg in ("--file", str(path))),
+            *(arg for profile in profiles for arg in ("--profile", profile)),
             *args,
         ]
 
-    def run(self, *args: str, timeout: float = 120, check: bool = True) -> str:
-        """Run one compose command; its stdout."""
+    def run(
+        self,
+        *args: str,
+        timeout: float = 120,
+        check: bool = True,
+        profiles: tuple[str, ...] = ("scale",),
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """Run one compose command (`env` overrides the env file's values); its stdout."""
         done = subprocess.run(
-            self.command(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout
+            self.command(*args, profiles=profiles),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
         )
         if check and done.returncode != 0:
             raise RuntimeError(f"docker compose {' '.join(args)} failed:\n{done.stderr}")
