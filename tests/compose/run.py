@@ -105,7 +105,14 @@ def main() -> int:
             print(f"test-compose: KEEP_STACK=1, left running: {' '.join(stack.command('ps'))}")
         else:
             subprocess.call(
-                stack.command("down", "--volumes", "--remove-orphans", "--timeout", "10"),
+                stack.command(
+                    "down",
+                    "--volumes",
+                    "--remove-orphans",
+                    "--timeout",
+                    "10",
+                    profiles=("scale", "loadtest"),
+                ),
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 timeout=300,
