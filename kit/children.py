@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +119,14 @@ def spawn(
             user=run_as.uid if run_as else None,
             group=run_as.gid if run_as else None,
             extra_groups=[] if run_as else None,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            # The kernel ties PDEATHSIG to the spawning *thread*: from any other thread the
+            # child would die when that thread ends, so only the main thread asks for it
+            # (other spawns are still stopped by stop_all at exit).
+            preexec_fn=(
+                functools.partial(_die_with_parent, os.getpid())
+                if threading.current_thread() is threading.main_thread()
+                else None
+            ),
         )
     child = Child(name=name, popen=popen, log_path=log_path, stop_signal=stop_signal)
     _REGISTRY.add(child)

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -186,3 +187,25 @@ def test_servers_die_with_the_kit_even_when_it_is_killed(kit_workdir: Path):
     assert kit.stdin is not None
     kit.stdin.close()
     kit.stdout.close()
+
+
+def test_a_server_started_from_a_worker_thread_outlives_that_thread(kit_workdir: Path):
+    started: list[RedisServer] = []
+
+    def start() -> None:
+        server = RedisServer(kit_workdir / "redis-from-thread")
+        server.start()
+        started.append(server)
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    worker.join()
+    (server,) = started
+    try:
+        time.sleep(0.5)  # a parent-death signal tied to the thread would have fired by now
+        assert server.running()
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()
+    finally:
+        server.stop()
