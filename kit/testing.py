@@ -71,6 +71,7 @@ def kit_workdir(pytestconfig: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_server(kit_workdir: Path) -> Iterator[PgServer]:
+    """The session's PostgreSQL (tuned for tests: fsync off)."""
     server = PgServer(kit_workdir / "postgres", for_tests=True)
     server.start()
     yield server
@@ -79,6 +80,7 @@ def postgres_server(kit_workdir: Path) -> Iterator[PgServer]:
 
 @pytest.fixture(scope="session")
 def database(request: pytest.FixtureRequest, kit_workdir: Path) -> Database:
+    """The session's migrated database (or E2E_DATABASE_URL's)."""
     external = os.environ.get("E2E_DATABASE_URL")
     if external:
         return Database(name="external", url=external, app_url=plain(derive_app_url(external)))
@@ -90,6 +92,7 @@ def database(request: pytest.FixtureRequest, kit_workdir: Path) -> Database:
 def redis_server(
     kit_workdir: Path, pytestconfig: pytest.Config
 ) -> Iterator[RedisServer | ExternalRedis]:
+    """The session's Redis (or E2E_REDIS_URL's)."""
     external = os.environ.get("E2E_REDIS_URL")
     if external:
         # Gateways the tests start must share the external gateway's Redis (invalidation).
@@ -113,6 +116,7 @@ def _redis_back_up(pytestconfig: pytest.Config) -> Iterator[None]:
 
 @pytest.fixture(scope="session", name="secrets")
 def secrets_fixture() -> Secrets:
+    """The session's secrets (E2E_ADMIN_TOKEN / E2E_JWT_SECRET when given)."""
     return Secrets(
         admin_token=os.environ.get("E2E_ADMIN_TOKEN") or token_urlsafe(32),
         signing_secret=token_urlsafe(32),
@@ -124,6 +128,7 @@ def secrets_fixture() -> Secrets:
 def users_service(
     database: Database, secrets: Secrets, kit_workdir: Path
 ) -> Iterator[ServiceProcess]:
+    """The users service on `database`."""
     service = start_service(
         "users", env=users_env(database, secrets), log_dir=kit_workdir / "logs"
     )
@@ -148,6 +153,7 @@ def _session_gateway(
 
 @pytest.fixture(scope="session")
 def gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess | ExternalService]:
+    """The gateway in modes api_key,jwt,subdomain (or E2E_GATEWAY_URL's)."""
     external = os.environ.get("E2E_GATEWAY_URL")
     if external:
         yield ExternalService(url=external.rstrip("/"))
@@ -157,6 +163,7 @@ def gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess | Externa
 
 @pytest.fixture(scope="session")
 def header_gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
+    """A gateway in the tutorial's header mode on the session's database."""
     yield from _session_gateway(
         request, {"GATEWAY_AUTH_MODES": "header", "GATEWAY_BASE_DOMAIN": None}
     )
@@ -164,6 +171,7 @@ def header_gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
 
 @pytest.fixture(scope="session")
 def admin(gateway: ServiceProcess | ExternalService, secrets: Secrets) -> Iterator[httpx.Client]:
+    """An httpx client on `gateway` carrying the admin token."""
     with httpx.Client(
         base_url=gateway.url,
         headers={"Authorization": f"Bearer {secrets.admin_token}"},
