@@ -70,6 +70,7 @@ class DataDir:
         return int(value) if value.isdigit() else None
 
     def keep_port(self, name: str, port: int) -> None:
+        """Remember `port` under `name` for the next runs."""
         ports = read_env_file(self.ports_file)
         ports[name] = str(port)
         write_env_file(self.ports_file, ports)
@@ -87,6 +88,7 @@ class DataDir:
         write_env_file(self.stack_file, {**info, "KIT_RUN_PID": str(os.getpid())}, private=True)
 
     def withdraw_stack(self) -> None:
+        """Remove stack.env if this process wrote it (a newer run's stays)."""
         with contextlib.suppress(FileNotFoundError):
             if read_env_file(self.stack_file).get("KIT_RUN_PID") == str(os.getpid()):
                 self.stack_file.unlink()

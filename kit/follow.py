@@ -29,6 +29,7 @@ class LogFollower:
             self._width = max(self._width, len(name))
 
     def start(self) -> None:
+        """Start echoing in the background."""
         self._thread.start()
 
     def stop(self) -> None:

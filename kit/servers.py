@@ -132,6 +132,7 @@ class PgServer:
         return self.owner_url(name)
 
     def running(self) -> bool:
+        """True while the server process we started is alive."""
         return self.child is not None and self.child.alive()
 
     def start(self, *, timeout: float = 60.0) -> None:
@@ -278,6 +279,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def running(self) -> bool:
+        """True while the server process we started is alive."""
         return self.child is not None and self.child.alive()
 
     def start(self, *, timeout: float = 15.0) -> None:
