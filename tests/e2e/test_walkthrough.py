@@ -156,12 +156,18 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         insert_tutorial_tenants(database_url)
         walk_through(url)
 
+        data_dir = Path(env["KIT_DATA_DIR"])
+        assert (data_dir / "stack.env").stat().st_mode & 0o077 == 0
+        assert (data_dir / "secrets.env").stat().st_mode & 0o077 == 0
+        assert f"DATABASE_URL={database_url}" in (data_dir / "stack.env").read_text()
+
         started = first.descendants()
         names = {p.name() for p in started}
         assert {"postgres", "redis-server"} <= names, names
         assert sum("python" in n for n in names) >= 1
         assert first.terminate() == 0
         assert [p.pid for p in started if not _gone(p)] == []
+        assert not (data_dir / "stack.env").exists()
     finally:
         first.close()
     assert "kit: stopped" in first.lines[-1]
