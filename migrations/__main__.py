@@ -24,7 +24,9 @@ def ensure_app_role(settings: MigrateSettings) -> None:
     with engine.begin() as conn:
         # Two migrate jobs may start together (compose replicas, CI): serialise on a lock.
         conn.execute(text("SELECT pg_advisory_xact_lock(7318006)"))
-        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+        ).first()
         verb = "ALTER" if exists else "CREATE"
         conn.execute(
             text(
@@ -33,7 +35,9 @@ def ensure_app_role(settings: MigrateSettings) -> None:
             )
         )
         if password is not None:
-            quoted = conn.execute(text("SELECT quote_literal(:p)"), {"p": str(password)}).scalar_one()
+            quoted = conn.execute(
+                text("SELECT quote_literal(:p)"), {"p": str(password)}
+            ).scalar_one()
             conn.execute(text(f'ALTER ROLE "{role}" PASSWORD {quoted}'))
         database = conn.execute(text("SELECT current_database()")).scalar_one()
         conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))

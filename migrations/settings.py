@@ -49,7 +49,13 @@ class MigrateSettings(BaseSettings):
     def app_role(self) -> str:
         role = self.app_url().username or ""
         if not _ROLE_NAME.match(role):
-            sys.exit(f"migrate: invalid setting APP_DATABASE_URL: role name {role!r} is not a plain identifier")
+            sys.exit(
+                f"migrate: invalid setting APP_DATABASE_URL: role name {role!r} "
+                "is not a plain identifier"
+            )
         if role == self.owner_url().username:
-            sys.exit("migrate: invalid setting APP_DATABASE_URL: it must name a role other than the owner")
+            sys.exit(
+                "migrate: invalid setting APP_DATABASE_URL: it must name a role other than "
+                "the owner"
+            )
         return role
