@@ -65,14 +65,14 @@ def create_row_numbering() -> None:
         BEGIN
             IF NEW.id IS NULL THEN
                 INSERT INTO tenant_row_ids AS c (tenant_id, table_name, last_id)
-                VALUES (NEW.tenant_id, TG_TABLE_NAME, 1)
+                VALUES (NEW.tenant_id, TG_ARGV[0], 1)
                 ON CONFLICT (tenant_id, table_name) DO UPDATE SET last_id = c.last_id + 1
                 RETURNING c.last_id INTO NEW.id;
             ELSE
                 -- An explicit id (a bulk load, a restore) moves the counter past it, so the
                 -- ids handed out later never collide with it.
                 INSERT INTO tenant_row_ids AS c (tenant_id, table_name, last_id)
-                VALUES (NEW.tenant_id, TG_TABLE_NAME, NEW.id)
+                VALUES (NEW.tenant_id, TG_ARGV[0], NEW.id)
                 ON CONFLICT (tenant_id, table_name)
                 DO UPDATE SET last_id = greatest(c.last_id, excluded.last_id);
             END IF;
@@ -91,7 +91,9 @@ def number_rows_per_tenant(table: str) -> None:
     A shared sequence would let a tenant count everyone else's inserts from the gaps
     between its own ids; per-tenant numbers leak nothing across the wall.
     """
+    # The table's name is passed, not read from TG_TABLE_NAME: on Citus the trigger fires on
+    # a shard (users_102008), whose name changes when shards move or split.
     op.execute(
         f"CREATE TRIGGER {table}_tenant_row_id BEFORE INSERT ON {table} "
-        "FOR EACH ROW EXECUTE FUNCTION tenant_row_id()"
+        f"FOR EACH ROW EXECUTE FUNCTION tenant_row_id('{table}')"
     )
