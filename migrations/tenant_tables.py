@@ -55,9 +55,9 @@ def create_row_numbering() -> None:
     # policy above still applies to a non-superuser owner (RLS is forced). A row for another
     # tenant than app.tenant_id is refused by the tenant table's WITH CHECK right after this
     # trigger, which rolls the counter change back with the statement.
-    # The counter row is locked until commit, so one tenant's concurrent inserts into one
-    # table queue behind each other (other tenants' do not): the price of gapless-looking,
-    # per-tenant ids, and small next to the insert itself.
+    # The counter row stays locked until commit, so one tenant's concurrent inserts into one
+    # table queue behind each other (other tenants' do not): the price of per-tenant ids,
+    # acceptable while each write is one short transaction, as in the services.
     op.execute(
         """
         CREATE FUNCTION tenant_row_id() RETURNS trigger
