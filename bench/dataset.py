@@ -8,7 +8,8 @@ import psycopg2
 
 
 def load_users(owner_url: str, *, tenants: int, users: int) -> None:
-    """Tenants 1..`tenants`, users 1..`users`; user g belongs to tenant ((g - 1) % tenants) + 1.
+    """Tenants 1..`tenants` and `users` users: row g (1-based) belongs to tenant
+    ((g - 1) % tenants) + 1, where its id is ((g - 1) // tenants) + 1 (ids are per tenant).
 
     Rows of a tenant interleave with everyone else's, as sign-ups do over time, so a tenant's
     rows are spread over the table rather than packed: the honest case for reads.
@@ -18,22 +19,33 @@ def load_users(owner_url: str, *, tenants: int, users: int) -> None:
         with conn, conn.cursor() as cur:
             cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
             # The owner loads every tenant's rows in one statement: RLS (forced for the owner
-            # too) is lifted for this transaction only; the reads below run under it.
-            cur.execute("ALTER TABLE users NO FORCE ROW LEVEL SECURITY")
+            # too) is lifted for this transaction only; the reads below run under it. The id
+            # trigger is off too: a counter upsert per row would cost more than the load, so
+            # the counters are written once afterwards from what was loaded.
+            for table in ("users", "tenant_row_ids"):
+                cur.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+            cur.execute("ALTER TABLE users DISABLE TRIGGER users_tenant_row_id")
             cur.execute(
                 "INSERT INTO tenants (id, name, slug) "
                 "SELECT g, 'Bench tenant ' || g, 'bench-' || g FROM generate_series(1, %s) g",
                 (tenants,),
             )
+            cur.execute("SELECT setval(pg_get_serial_sequence('tenants', 'id'), %s)", (tenants,))
             cur.execute(
                 "INSERT INTO users (tenant_id, id, name, email) "
-                "SELECT ((g - 1) %% %s) + 1, g, 'User ' || g, 'user' || g || '@example.com' "
+                "SELECT ((g - 1) %% %s) + 1, ((g - 1) / %s) + 1, "
+                "'User ' || g, 'user' || g || '@example.com' "
                 "FROM generate_series(1, %s) g",
-                (tenants, users),
+                (tenants, tenants, users),
             )
-            for table, last in (("tenants", tenants), ("users", users)):
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s)", (last,))
-            cur.execute("ALTER TABLE users FORCE ROW LEVEL SECURITY")
+            # Ids handed out later continue after each tenant's highest loaded one.
+            cur.execute(
+                "INSERT INTO tenant_row_ids (tenant_id, table_name, last_id) "
+                "SELECT tenant_id, 'users', max(id) FROM users GROUP BY tenant_id"
+            )
+            cur.execute("ALTER TABLE users ENABLE TRIGGER users_tenant_row_id")
+            for table in ("users", "tenant_row_ids"):
+                cur.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("VACUUM ANALYZE tenants")
@@ -53,4 +65,4 @@ class Picker:
     def pick(self) -> tuple[int, int]:
         """A random tenant and one of its user ids."""
         tenant = self._random.randint(1, self.tenants)
-        return tenant, tenant + self.tenants * self._random.randrange(self.per_tenant)
+        return tenant, self._random.randint(1, self.per_tenant)

@@ -21,7 +21,7 @@ _TPS = re.compile(r"tps = ([\d.]+) \(without initial connection time\)")
 # is set in the first statement's round trip (`\;` joins them into one message).
 TENANT_READ = r"""
 \set t random(1, :tenants)
-\set id :t + :tenants * random(0, :per_tenant - 1)
+\set id random(1, :per_tenant)
 BEGIN;
 SET LOCAL app.tenant_id = :t \;
 SELECT id, tenant_id, name, email FROM users WHERE tenant_id = :t AND id = :id;

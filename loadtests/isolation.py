@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -9,28 +10,53 @@ from urllib.parse import urlsplit
 CROSS_TENANT = "cross-tenant"
 
 
-class OwnershipRegistry:
-    """Which tenant created which user id, as seen by this load-generator process.
+# Every row the load test writes carries its tenant's marker in its name and its email, so
+# a row's content says whose it is, whatever its tenant_id field claims.
+_NAME_MARKER = re.compile(r"\[t(\d+)\]")
+_EMAIL_MARKER = re.compile(r"\+t(\d+)@")
 
-    User ids come from one identity column shared by all tenants, so an id names exactly
-    one tenant's row; an id seen by a tenant that did not create it is a leak even when the
-    row's own tenant_id field looks right.
+
+def name_marker(tenant_id: int) -> str:
+    """The tag a load-test user's name carries: "[t7]" for tenant 7."""
+    return f"[t{tenant_id}]"
+
+
+def email_marker(tenant_id: int) -> str:
+    """The sub-address a load-test user's email carries: "+t7@" for tenant 7."""
+    return f"+t{tenant_id}@"
+
+
+def marked_tenants(row: dict[str, Any]) -> set[int]:
+    """The tenants whose markers appear in the row's name or email."""
+    found: set[int] = set()
+    for field, pattern in (("name", _NAME_MARKER), ("email", _EMAIL_MARKER)):
+        value = row.get(field)
+        if isinstance(value, str):
+            found.update(int(t) for t in pattern.findall(value))
+    return found
+
+
+class OwnershipRegistry:
+    """Which users each tenant created, as seen by this load-generator process.
+
+    Ids are numbered per tenant (every tenant has a user 1), so a row is keyed by
+    (tenant id, user id): an id alone names no row.
     """
 
     def __init__(self) -> None:
-        self._owner: dict[int, int] = {}
+        self._rows: set[tuple[int, int]] = set()
 
     def record(self, *, user_id: int, tenant_id: int) -> None:
-        """Remember that `tenant_id` created `user_id`."""
-        self._owner.setdefault(user_id, tenant_id)
+        """Remember that `tenant_id` created its user `user_id`."""
+        self._rows.add((tenant_id, user_id))
 
-    def owner(self, user_id: int) -> int | None:
-        """The tenant that created `user_id`, when this process saw it created."""
-        return self._owner.get(user_id)
+    def created(self, *, user_id: int, tenant_id: int) -> bool:
+        """Whether this process saw `tenant_id` create its user `user_id`."""
+        return (tenant_id, user_id) in self._rows
 
     def foreign_ids(self, tenant_id: int) -> list[int]:
-        """Ids created by other tenants: targets for the probes that must answer 404."""
-        return [uid for uid, owner in self._owner.items() if owner != tenant_id]
+        """Ids other tenants created: probes whose answer must never be another's row."""
+        return sorted({uid for owner, uid in self._rows if owner != tenant_id})
 
 
 def rows_of(body: Any) -> Iterable[dict[str, Any]]:
@@ -42,20 +68,21 @@ def rows_of(body: Any) -> Iterable[dict[str, Any]]:
     return []
 
 
-def foreign_rows(
-    body: Any, *, tenant_id: int, registry: OwnershipRegistry
-) -> list[tuple[int | None, int | None]]:
-    """(user id, other tenant) for each row in `body` that is not `tenant_id`'s to see."""
+def foreign_rows(body: Any, *, tenant_id: int) -> list[tuple[int | None, int | None]]:
+    """(user id, other tenant) for each row in `body` that is not `tenant_id`'s to see.
+
+    A row is foreign when its tenant_id field names another tenant, or when its content
+    carries another tenant's marker even though its tenant_id field says ours.
+    """
     found: list[tuple[int | None, int | None]] = []
     for row in rows_of(body):
         row_id = row.get("id")
+        row_id = row_id if isinstance(row_id, int) else None
         row_tenant = row.get("tenant_id")
         if row_tenant != tenant_id:
-            found.append((row_id if isinstance(row_id, int) else None, row_tenant))
+            found.append((row_id, row_tenant if isinstance(row_tenant, int) else None))
             continue
-        owner = registry.owner(row_id) if isinstance(row_id, int) else None
-        if owner is not None and owner != tenant_id:
-            found.append((row_id, owner))
+        found.extend((row_id, other) for other in sorted(marked_tenants(row) - {tenant_id}))
     return found
 
 

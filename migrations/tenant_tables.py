@@ -1,7 +1,8 @@
 """DDL for tenant-owned tables, shared by every migration that adds one.
 
 A tenant table gets: row-level security enabled and forced, one policy on the
-transaction-local `app.tenant_id` for reads and writes, and grants to the services' role.
+transaction-local `app.tenant_id` for reads and writes, grants to the services' role, and
+ids numbered per tenant (`number_rows_per_tenant`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,70 @@ def enable_tenant_isolation(table: str) -> None:
     op.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO "{role}"')
 
 
-def grant_identity_sequence(table: str, column: str = "id") -> None:
-    role = app_role()
+def create_row_numbering() -> None:
+    """Create the per-tenant id counters and the trigger function that hands them out (once)."""
+    # Tenant-owned like any tenant table (RLS forced, same policy), so the start-up audit and
+    # the database rules hold; the services' role gets no grant: only the trigger writes it.
     op.execute(
-        f"DO $$ BEGIN EXECUTE format('GRANT USAGE ON SEQUENCE %s TO \"{role}\"', "
-        f"pg_get_serial_sequence('{table}', '{column}')); END $$"
+        """
+        CREATE TABLE tenant_row_ids (
+            tenant_id bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+            table_name text NOT NULL,
+            last_id bigint NOT NULL,
+            CONSTRAINT tenant_row_ids_pkey PRIMARY KEY (tenant_id, table_name)
+        )
+        """
+    )
+    op.execute("ALTER TABLE tenant_row_ids ENABLE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE tenant_row_ids FORCE ROW LEVEL SECURITY")
+    op.execute(
+        "CREATE POLICY tenant_isolation ON tenant_row_ids "
+        f"USING ({TENANT_PREDICATE}) WITH CHECK ({TENANT_PREDICATE})"
+    )
+    # SECURITY DEFINER: the services' role has no rights on the counters. Running as the owner
+    # does not widen the wall: the counter row is the inserted row's own tenant's, and the
+    # policy above still applies to a non-superuser owner (RLS is forced). A row for another
+    # tenant than app.tenant_id is refused by the tenant table's WITH CHECK right after this
+    # trigger, which rolls the counter change back with the statement.
+    # The counter row stays locked until commit, so one tenant's concurrent inserts into one
+    # table queue behind each other (other tenants' do not): the price of per-tenant ids,
+    # acceptable while each write is one short transaction, as in the services.
+    op.execute(
+        """
+        CREATE FUNCTION tenant_row_id() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+        BEGIN
+            IF NEW.id IS NULL THEN
+                INSERT INTO tenant_row_ids AS c (tenant_id, table_name, last_id)
+                VALUES (NEW.tenant_id, TG_ARGV[0], 1)
+                ON CONFLICT (tenant_id, table_name) DO UPDATE SET last_id = c.last_id + 1
+                RETURNING c.last_id INTO NEW.id;
+            ELSE
+                -- An explicit id (a bulk load, a restore) moves the counter past it, so the
+                -- ids handed out later never collide with it.
+                INSERT INTO tenant_row_ids AS c (tenant_id, table_name, last_id)
+                VALUES (NEW.tenant_id, TG_ARGV[0], NEW.id)
+                ON CONFLICT (tenant_id, table_name)
+                DO UPDATE SET last_id = greatest(c.last_id, excluded.last_id);
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """
+    )
+    # Only a trigger can run it, but nobody else needs to name it either.
+    op.execute("REVOKE ALL ON FUNCTION tenant_row_id() FROM PUBLIC")
+
+
+def number_rows_per_tenant(table: str) -> None:
+    """Number `table`'s rows per tenant (1, 2, 3, ... in each tenant) from tenant_row_ids.
+
+    A shared sequence would let a tenant count everyone else's inserts from the gaps
+    between its own ids; per-tenant numbers leak nothing across the wall.
+    """
+    # The table's name is passed, not read from TG_TABLE_NAME: on Citus the trigger fires on
+    # a shard (users_102008), whose name changes when shards move or split.
+    op.execute(
+        f"CREATE TRIGGER {table}_tenant_row_id BEFORE INSERT ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION tenant_row_id('{table}')"
     )

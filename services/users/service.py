@@ -10,7 +10,9 @@ from services.users.models import User
 from services.users.schemas import UserCreate, UserUpdate
 
 _EMAIL_CONSTRAINT = "users_tenant_email_key"
-_TENANT_CONSTRAINT = "users_tenant_id_fkey"
+# A tenant deleted after the gateway vouched for it: the id trigger's counter insert hits
+# its foreign key first, the row's own would otherwise.
+_TENANT_CONSTRAINTS = frozenset({"users_tenant_id_fkey", "tenant_row_ids_tenant_id_fkey"})
 
 
 class UserNotFound(Exception):
@@ -72,6 +74,6 @@ def _flush(session: Session) -> None:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
         if constraint == _EMAIL_CONSTRAINT:
             raise DuplicateEmail from None
-        if constraint == _TENANT_CONSTRAINT:
+        if constraint in _TENANT_CONSTRAINTS:
             raise TenantGone from None
         raise

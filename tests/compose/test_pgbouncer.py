@@ -76,9 +76,11 @@ def _tenant_worker(
             one = client.get(f"/users/{own[-1]}")
             if one.status_code != 200 or one.json()["tenant_id"] != tenant["id"]:
                 failures.append(f"read own as {tenant['id']}: {one.status_code} {one.text}")
-            foreign = client.get(f"/users/{foreign_ids[round_no % len(foreign_ids)]}")
-            if foreign.status_code != 404:
-                failures.append(f"tenant {tenant['id']} read a foreign user: {foreign.text}")
+            # Ids are per tenant: the other tenant's seed id is this tenant's seed id too,
+            # so the answer must be this tenant's own seed row, never the other's.
+            same_id = client.get(f"/users/{foreign_ids[round_no % len(foreign_ids)]}")
+            if same_id.status_code != 200 or same_id.json()["name"] != f"{prefix}-seed":
+                failures.append(f"tenant {tenant['id']} read a foreign user: {same_id.text}")
 
 
 def test_tenant_context_never_leaks_through_transaction_pooling(

@@ -59,6 +59,13 @@ def test_a_cannot_see_or_change_b_by_user_id(gateway, two_tenants: tuple[dict, d
             "/users", json={"name": "Bob A", "email": "bob@example.com"}, headers=as_a
         )
         assert same.status_code == 201
+        # Ids are per tenant: A's first user has Bob's id, and each tenant gets its own row.
+        assert same.json()["id"] == bob_id
+        mine = client.get(f"/users/{bob_id}", headers=as_a)
+        assert mine.json()["name"] == "Bob A"
+        assert client.get(f"/users/{bob_id}", headers=bearer(b["api_key"])).json()["name"] == "Bob"
+        renamed = client.patch(f"/users/{bob_id}", json={"name": "Bob A2"}, headers=as_a)
+        assert renamed.json()["name"] == "Bob A2"
         assert client.get(f"/users/{bob_id}", headers=bearer(b["api_key"])).json()["name"] == "Bob"
 
 

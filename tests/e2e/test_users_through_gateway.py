@@ -83,13 +83,47 @@ def test_other_tenants_user_is_404_never_403(
 ) -> None:
     _, alice_co = tenant_client()
     _, intruder = tenant_client()
-    victim = alice_co.post("/users", json={"name": "Victim", "email": "victim@a.example"}).json()
-    for method, body in (("GET", None), ("PATCH", {"name": "pwned"}), ("DELETE", None)):
-        response = intruder.request(method, f"/users/{victim['id']}", json=body)
-        assert response.status_code == 404, (method, response.text)
-        assert "Victim" not in response.text
+    victims = [
+        alice_co.post("/users", json={"name": f"Victim{n}", "email": f"v{n}@a.example"}).json()
+        for n in (1, 2)
+    ]
+    for victim in victims:
+        for method, body in (("GET", None), ("PATCH", {"name": "pwned"}), ("DELETE", None)):
+            response = intruder.request(method, f"/users/{victim['id']}", json=body)
+            assert response.status_code == 404, (method, response.text)
+            assert "Victim" not in response.text
     assert intruder.get("/users").json() == []
-    assert alice_co.get(f"/users/{victim['id']}").json() == victim
+    assert [alice_co.get(f"/users/{v['id']}").json() for v in victims] == victims
+
+
+def test_an_id_both_tenants_hold_names_each_tenants_own_user(
+    tenant_client: Callable[[], tuple[int, httpx.Client]],
+) -> None:
+    _, alice_co = tenant_client()
+    _, other = tenant_client()
+    victims = [alice_co.post("/users", json={"name": f"Victim{n}"}).json() for n in (1, 2)]
+    own = other.post("/users", json={"name": "Own"}).json()
+    assert own["id"] == victims[0]["id"] == 1
+    # Id 1 is the caller's own user for each tenant; id 2 exists only for alice_co.
+    assert other.get("/users/1").json() == own
+    assert other.patch("/users/1", json={"name": "Own renamed"}).json()["name"] == "Own renamed"
+    assert other.get("/users/2").status_code == 404
+    assert "Victim" not in other.get("/users").text
+    assert other.delete("/users/1").status_code == 204
+    assert [alice_co.get(f"/users/{v['id']}").json() for v in victims] == victims
+
+
+def test_other_tenants_activity_leaves_no_gap_in_a_tenants_ids(
+    tenant_client: Callable[[], tuple[int, httpx.Client]],
+) -> None:
+    _, watcher = tenant_client()
+    _, busy = tenant_client()
+    first = watcher.post("/users", json={"name": "first"}).json()["id"]
+    for n in range(50):
+        assert busy.post("/users", json={"name": f"busy{n}"}).status_code == 201
+    second = watcher.post("/users", json={"name": "second"}).json()["id"]
+    # A shared sequence would show a gap of 50 here: the busy tenant's activity.
+    assert (first, second) == (1, 2)
 
 
 def test_same_email_in_two_tenants_but_409_within_one(

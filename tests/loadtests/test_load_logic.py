@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from loadtests.isolation import OwnershipRegistry, foreign_rows, next_link
+from loadtests.isolation import (
+    OwnershipRegistry,
+    email_marker,
+    foreign_rows,
+    name_marker,
+    next_link,
+)
 from loadtests.noisy import merge_others, noisy_exit_code, within_bound
 from loadtests.tenants import assignment_order, user_quotas, zipf_weights
 from loadtests.verdict import GroupFigures, histogram_percentile, verdict
@@ -33,23 +39,44 @@ def test_the_first_users_spawned_cover_every_tenant_and_all_follow_the_quotas() 
 def test_a_row_with_another_tenants_id_field_is_foreign() -> None:
     rows = [{"id": 1, "tenant_id": 7}, {"id": 2, "tenant_id": 8}]
 
-    assert foreign_rows(rows, tenant_id=7, registry=OwnershipRegistry()) == [(2, 8)]
+    assert foreign_rows(rows, tenant_id=7) == [(2, 8)]
 
 
-def test_a_row_created_by_another_tenant_is_foreign_even_when_it_claims_to_be_ours() -> None:
-    registry = OwnershipRegistry()
-    registry.record(user_id=42, tenant_id=8)
+def test_a_row_carrying_another_tenants_marker_is_foreign_even_when_it_claims_to_be_ours() -> None:
+    by_name = {"id": 1, "tenant_id": 7, "name": f"Load user x {name_marker(8)}", "email": None}
+    by_email = {"id": 2, "tenant_id": 7, "name": "renamed", "email": f"u1{email_marker(9)}x.io"}
 
-    assert foreign_rows({"id": 42, "tenant_id": 7}, tenant_id=7, registry=registry) == [(42, 8)]
+    assert foreign_rows(by_name, tenant_id=7) == [(1, 8)]
+    assert foreign_rows([by_name, by_email], tenant_id=7) == [(1, 8), (2, 9)]
 
 
 def test_own_rows_and_bodies_without_rows_pass() -> None:
+    own = {
+        "id": 1,
+        "tenant_id": 7,
+        "name": f"Load user x {name_marker(7)}",
+        "email": f"u1{email_marker(7)}example.com",
+    }
+    # Markers are whole: tenant 7's is not mistaken for tenant 70's or 17's.
+    other_digits = {**own, "id": 2, "name": f"n {name_marker(70)}", "email": None}
+
+    assert foreign_rows([own], tenant_id=7) == []
+    assert foreign_rows([other_digits], tenant_id=7) == [(2, 70)]
+    assert foreign_rows({"detail": "Not Found"}, tenant_id=7) == []
+    assert foreign_rows(None, tenant_id=7) == []
+
+
+def test_registry_keys_rows_by_tenant_and_id() -> None:
     registry = OwnershipRegistry()
     registry.record(user_id=1, tenant_id=7)
+    registry.record(user_id=1, tenant_id=8)
+    registry.record(user_id=2, tenant_id=8)
 
-    assert foreign_rows([{"id": 1, "tenant_id": 7}], tenant_id=7, registry=registry) == []
-    assert foreign_rows({"detail": "Not Found"}, tenant_id=7, registry=registry) == []
-    assert foreign_rows(None, tenant_id=7, registry=registry) == []
+    # Both tenants hold an id 1: each one's, neither the other's.
+    assert registry.created(user_id=1, tenant_id=7) and registry.created(user_id=1, tenant_id=8)
+    assert not registry.created(user_id=2, tenant_id=7)
+    assert registry.foreign_ids(7) == [1, 2]
+    assert registry.foreign_ids(8) == [1]
 
 
 def test_next_page_link_is_followed_relative_to_the_gateway() -> None:

@@ -112,15 +112,26 @@ def _tenant(database: Database) -> int:
 
 def test_example_service_keeps_tenants_apart(notes: SignedClient, notes_db: Database) -> None:
     a, b = _tenant(notes_db), _tenant(notes_db)
-    created = notes.request("POST", "/notes", a, json={"body": "a's secret"})
-    assert created.status_code == 201, created.text
-    note = created.json()
-    assert note["tenant_id"] == a
+    made = [notes.request("POST", "/notes", a, json={"body": f"a's secret {n}"}) for n in (1, 2)]
+    assert [r.status_code for r in made] == [201, 201], made[-1].text
+    first, note = (r.json() for r in made)
+    assert (first["tenant_id"], note["tenant_id"]) == (a, a)
     assert notes.request("GET", f"/notes/{note['id']}", a).json() == note
+    # Note 2 exists for a only: b cannot reach it, nor list anything.
     assert notes.request("GET", f"/notes/{note['id']}", b).status_code == 404
     assert notes.request("GET", "/notes", b).json() == []
-    assert notes.request("GET", "/notes/", a).json() == [note]
+    assert notes.request("GET", "/notes/", a).json() == [first, note]
     assert notes.client.get("/notes", headers={"x-tenant-id": str(a)}).status_code == 401
+
+
+def test_example_service_numbers_notes_per_tenant(notes: SignedClient, notes_db: Database) -> None:
+    a, b = _tenant(notes_db), _tenant(notes_db)
+    a_note = notes.request("POST", "/notes", a, json={"body": "a's note"}).json()
+    b_note = notes.request("POST", "/notes", b, json={"body": "b's note"}).json()
+    assert (a_note["id"], b_note["id"]) == (1, 1)
+    # The same id names each tenant's own note, never the other's.
+    assert notes.request("GET", "/notes/1", b).json()["body"] == "b's note"
+    assert notes.request("GET", "/notes/1", a).json()["body"] == "a's note"
 
 
 def test_example_table_is_sealed_by_the_database(notes_db: Database, example: Path) -> None:

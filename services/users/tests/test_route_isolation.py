@@ -142,3 +142,35 @@ def test_route_shows_and_changes_nothing_of_another_tenant(
                 items = response.json()
                 for item in items if isinstance(items, list) else [items]:
                     assert item["tenant_id"] == intruder
+
+
+@pytest.mark.parametrize(("method", "path"), TENANT_ROUTES)
+def test_route_given_an_id_both_tenants_hold_acts_on_the_callers_own_row(
+    api: SignedClient,
+    make_tenant: Callable[[], int],
+    victim: tuple[int, list[dict[str, Any]]],
+    method: str,
+    path: str,
+) -> None:
+    _, users = victim
+    intruder = make_tenant()
+    marker = uuid.uuid4().hex
+    own = api.request("POST", "/users", intruder, json={"name": f"intruder-{marker}"}).json()
+    # Ids are numbered per tenant: the intruder's user 1 and the victim's user 1 coexist,
+    # and the victim's user 2 exists for the victim only.
+    assert own["id"] == users[0]["id"] == 1 and users[1]["id"] == 2
+    for user in users:
+        response = api.request(
+            method, _target(path, user["id"]), intruder, **_body(method, uuid.uuid4().hex)
+        )
+        for leaked in users:
+            assert leaked["name"] not in response.text and leaked["email"] not in response.text
+        if "{" in path and user["id"] != own["id"]:
+            assert response.status_code == 404, response.text
+            continue
+        assert response.status_code < 300, response.text
+        if response.content:
+            items = response.json()
+            for item in items if isinstance(items, list) else [items]:
+                assert item["tenant_id"] == intruder
+                assert item["name"].startswith(("intruder-", "probe-")), item

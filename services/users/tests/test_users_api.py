@@ -225,3 +225,30 @@ def test_signed_request_for_a_deleted_tenant_writes_nothing(
     response = api.request("POST", "/users", tenant, json={"name": "Orphan"})
     assert response.status_code == 404 and response.json() == {"detail": "tenant not found"}
     assert owner_rows(owner, "SELECT count(*) FROM users WHERE tenant_id = %s", tenant) == [(0,)]
+
+
+def test_ids_are_numbered_per_tenant_so_other_tenants_activity_stays_invisible(
+    api: SignedClient, make_tenant: Callable[[], int]
+) -> None:
+    a, b = make_tenant(), make_tenant()
+
+    def create(tenant: int, name: str) -> int:
+        response = api.request("POST", "/users", tenant, json={"name": name})
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    first = create(a, "a-1")
+    b_ids = [create(b, f"b-{n}") for n in range(50)]
+    second = create(a, "a-2")
+    # With one shared sequence A would see a gap of 50 here: B's activity, counted.
+    assert (first, second) == (1, 2)
+    assert b_ids == list(range(1, 51))
+
+
+def test_deleted_id_is_never_handed_out_again(api: SignedClient, tenant: int) -> None:
+    for name in ("first", "second"):
+        api.request("POST", "/users", tenant, json={"name": name})
+    assert api.request("DELETE", "/users/2", tenant).status_code == 204
+    # A client holding the old id 2 must not find somebody else under it.
+    assert api.request("POST", "/users", tenant, json={"name": "third"}).json()["id"] == 3
+    assert api.request("GET", "/users/2", tenant).status_code == 404

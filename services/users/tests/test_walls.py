@@ -149,6 +149,10 @@ def test_rls_alone_hides_other_tenants_when_orm_criterion_is_off(
         rows = session.scalars(select(User)).all()
         assert {u.tenant_id for u in rows} == {a} and len(rows) == 2
         assert session.scalars(select(User).where(User.tenant_id == b)).all() == []
+        # Ids are per tenant: B has a user 1 too, and asking for id 1 finds A's alone.
+        assert [u.name for u in session.scalars(select(User).where(User.id == 1))] == [
+            f"user 0 of {a}"
+        ]
         changed = session.execute(update(User).where(User.tenant_id == b).values(name="x"))
         assert changed.rowcount == 0  # type: ignore[attr-defined]
 
@@ -161,11 +165,6 @@ def bypass_engine(owner: psycopg2.extensions.connection, database: Database) -> 
         if cur.fetchone() is None:
             cur.execute("CREATE ROLE tk_test_bypass LOGIN BYPASSRLS PASSWORD 'bypass'")
         cur.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON users TO tk_test_bypass")
-        cur.execute("SELECT pg_get_serial_sequence('users', 'id')")
-        row = cur.fetchone()
-        assert row is not None
-        sequence = row[0]
-        cur.execute(f"GRANT USAGE ON SEQUENCE {sequence} TO tk_test_bypass")
     url = make_url(database.url).set(username="tk_test_bypass", password="bypass")
     engine = create_tenant_engine(plain(url), application_name="users-tests")
     yield engine
@@ -186,10 +185,16 @@ def test_orm_alone_hides_other_tenants_when_rls_is_bypassed(
         rows = session.scalars(select(User)).all()
         assert {u.tenant_id for u in rows} == {a} and len(rows) == 2
         assert session.scalars(select(User).where(User.tenant_id == b)).all() == []
+        # B has a user 1 too, which this role could see: the ORM criterion keeps it out.
+        assert [u.name for u in session.scalars(select(User).where(User.id == 1))] == [
+            f"user 0 of {a}"
+        ]
         renamed = session.execute(update(User).values(name="renamed by a"))
         assert renamed.rowcount == 2  # type: ignore[attr-defined]
-        session.add(User(name="new in a"))
+        added = User(name="new in a")
+        session.add(added)
         session.flush()
+        assert added.id == 3  # A's own numbering, whatever B holds
     with bypass_engine.connect() as conn:
         names = conn.execute(
             text("SELECT tenant_id, name FROM users WHERE tenant_id IN (:a, :b) ORDER BY id"),
