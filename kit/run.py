@@ -51,7 +51,7 @@ def banner(*, gateway_url: str, database_url: str, admin_token: str, header_mode
         "",
         f"tenantkit is ready: {gateway_url}",
         "",
-        "  database (psql \"$DATABASE_URL\", or `make psql`):",
+        '  database (psql "$DATABASE_URL", or `make psql`):',
         f"    export DATABASE_URL={shlex.quote(database_url)}",
         f"  admin token: {admin_token}",
         "",
@@ -140,12 +140,15 @@ class Runner:
             }
         )
         took = time.monotonic() - started
-        return banner(
-            gateway_url=gateway_url,
-            database_url=database_url,
-            admin_token=admin_token,
-            header_mode=_header_only(environ),
-        ) + f"  (ready in {took:.1f} s; data in {data.path})\n"
+        return (
+            banner(
+                gateway_url=gateway_url,
+                database_url=database_url,
+                admin_token=admin_token,
+                header_mode=_header_only(environ),
+            )
+            + f"  (ready in {took:.1f} s; data in {data.path})\n"
+        )
 
     def _start_postgres(self) -> str:
         port = self._server_port("POSTGRES_PORT")

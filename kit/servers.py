@@ -184,12 +184,18 @@ class PgServer:
             os.chown(pwfile, account.uid, account.gid)
         argv = [
             str(self.binaries.tool("initdb")),
-            "--pgdata", str(staging),
-            "--username", SUPERUSER,
-            "--auth", "scram-sha-256",
-            "--pwfile", str(pwfile),
-            "--encoding", "UTF8",
-            "--locale", "C",
+            "--pgdata",
+            str(staging),
+            "--username",
+            SUPERUSER,
+            "--auth",
+            "scram-sha-256",
+            "--pwfile",
+            str(pwfile),
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C",
             "--no-instructions",
         ]
         if self.for_tests:
@@ -291,11 +297,16 @@ class RedisServer:
         for attempt in range(3):
             argv = [
                 str(binary),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.base_dir),
-                "--daemonize", "no",
-                "--logfile", "",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.base_dir),
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
             ]
             if self.persist:
                 argv += ["--appendonly", "yes", "--save", "60 1"]

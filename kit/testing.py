@@ -129,9 +129,7 @@ def users_service(
     database: Database, secrets: Secrets, kit_workdir: Path
 ) -> Iterator[ServiceProcess]:
     """The users service on `database`."""
-    service = start_service(
-        "users", env=users_env(database, secrets), log_dir=kit_workdir / "logs"
-    )
+    service = start_service("users", env=users_env(database, secrets), log_dir=kit_workdir / "logs")
     yield service
     service.stop()
 

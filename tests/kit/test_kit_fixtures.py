@@ -61,8 +61,10 @@ def test_database_is_migrated_and_its_app_url_is_the_restricted_role(database: D
     conn = psycopg2.connect(database.app_url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
-                        "WHERE rolname = current_user")
+            cur.execute(
+                "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                "WHERE rolname = current_user"
+            )
             assert cur.fetchone() == ("tenantkit_app", False, False)
             cur.execute("SELECT count(*) FROM users")
             assert cur.fetchone() == (0,)

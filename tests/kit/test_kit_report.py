@@ -11,7 +11,7 @@ from kit.procs import ROOT, child_env
 
 STUB = Path(__file__).with_name("stub_service.py")
 
-FAILING_TEST = f'''
+FAILING_TEST = f"""
 import sys
 from pathlib import Path
 from kit.procs import start_service
@@ -20,7 +20,7 @@ def test_fails_while_a_service_runs(kit_workdir: Path):
     start_service("stub", argv=[sys.executable, {str(STUB)!r}], env={{}},
                   log_dir=kit_workdir / "logs")
     assert False, "the service answered wrongly"
-'''
+"""
 
 
 def test_a_failing_test_reports_each_running_process_log_tail_and_keeps_the_logs(
@@ -28,8 +28,16 @@ def test_a_failing_test_reports_each_running_process_log_tail_and_keeps_the_logs
 ):
     (tmp_path / "test_inner.py").write_text(FAILING_TEST)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "kit.testing", "-p", "no:cacheprovider",
-         str(tmp_path / "test_inner.py")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "kit.testing",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_inner.py"),
+        ],
         cwd=tmp_path,
         env=child_env({"PYTHONPATH": str(ROOT)}),
         capture_output=True,
