@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.tenancy.settings import stop_on_bad_setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,8 @@ class BenchSettings(BaseSettings):
             and self.INTERNAL_SIGNING_SECRET
         ):
             raise ValueError(
-                "to measure a running stack set BENCH_GATEWAY_URL, BENCH_USERS_URL, "
-                "ADMIN_TOKEN and INTERNAL_SIGNING_SECRET together"
+                "BENCH_GATEWAY_URL: to measure a running stack set BENCH_GATEWAY_URL, "
+                "BENCH_USERS_URL, ADMIN_TOKEN and INTERNAL_SIGNING_SECRET together"
             )
         return self
 
@@ -77,6 +78,4 @@ class BenchSettings(BaseSettings):
         try:
             return cls()
         except ValidationError as exc:
-            err = exc.errors()[0]
-            name = err["loc"][0] if err["loc"] else "BENCH_GATEWAY_URL"
-            sys.exit(f"bench: invalid setting {name}: {err['msg']}")
+            stop_on_bad_setting("bench", exc)

@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import invalidation, store
-from gateway.config import CliSettings, one_line_error
+from gateway.config import CliSettings
 from gateway.schemas import KeyCreated, TenantCreate, TenantOut
+from services.tenancy.settings import EXIT_BAD_SETTING, setting_error_line
 
 
 def _print(data: Any) -> None:
@@ -111,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = CliSettings()  # type: ignore[call-arg]
     except ValidationError as exc:
-        print(one_line_error("cli", exc), file=sys.stderr)
-        return 2
+        print(setting_error_line("cli", exc), file=sys.stderr)
+        return EXIT_BAD_SETTING
     engine = store.make_engine(settings.DATABASE_URL, application_name="gateway-cli")
     try:
         (_tenants if args.group == "tenants" else _keys)(args, engine, settings)

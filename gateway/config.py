@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -11,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from yarl import URL
 
 from services.tenancy.dburl import to_psycopg2
+from services.tenancy.settings import stop_on_bad_setting
 
 CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
 IDENTIFICATION_MODES = frozenset({"subdomain", "header"})
@@ -150,8 +150,7 @@ class Settings(BaseSettings):
         try:
             return cls(**overrides)  # type: ignore[arg-type]
         except ValidationError as exc:
-            print(one_line_error("gateway", exc), file=sys.stderr)
-            raise SystemExit(2) from None
+            stop_on_bad_setting("gateway", exc)
 
 
 class CliSettings(BaseSettings):
@@ -163,15 +162,3 @@ class CliSettings(BaseSettings):
     REDIS_URL: str | None = None
 
     _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
-
-
-def one_line_error(program: str, exc: ValidationError) -> str:
-    """`gateway: invalid setting NAME: reason` for the first error pydantic found."""
-    err = exc.errors()[0]
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if err["loc"]:
-        name = str(err["loc"][0])
-    else:
-        # Model-level checks put the variable's name first: "JWT_SECRET: ...".
-        name, _, message = message.partition(": ")
-    return f"{program}: invalid setting {name}: {message}"

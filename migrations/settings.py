@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
+from services.tenancy.settings import stop_on_bad_setting
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -33,9 +34,7 @@ class MigrateSettings(BaseSettings):
         try:
             return cls()
         except ValidationError as exc:
-            err = exc.errors()[0]
-            name = err["loc"][0] if err["loc"] else "settings"
-            sys.exit(f"migrate: invalid setting {name}: {err['msg']}")
+            stop_on_bad_setting("migrate", exc)
 
     def owner_url(self) -> URL:
         return to_psycopg2(self.DATABASE_URL, application_name="migrate")

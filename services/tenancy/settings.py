@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import ClassVar, Self
+from typing import ClassVar, NoReturn, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,10 +47,7 @@ class TenantServiceSettings(BaseSettings):
                 return cls()  # type: ignore[call-arg]  # read from the environment
             return cls.model_validate({k: v for k, v in environ.items() if k in cls.model_fields})
         except ValidationError as exc:
-            print(
-                f"{cls.SERVICE_NAME}: invalid setting {_describe(exc)}", file=sys.stderr, flush=True
-            )
-            raise SystemExit(EXIT_BAD_SETTING) from None
+            stop_on_bad_setting(cls.SERVICE_NAME, exc)
 
     def database_url(self) -> URL:
         """The restricted role's URL: APP_DATABASE_URL, else derived from DATABASE_URL."""
@@ -62,8 +59,16 @@ class TenantServiceSettings(BaseSettings):
         return self.INTERNAL_SIGNING_SECRET.get_secret_value()
 
 
-def _describe(exc: ValidationError) -> str:
+def setting_error_line(program: str, exc: ValidationError) -> str:
+    """`program: invalid setting NAME: reason` for the first error pydantic found."""
     err = exc.errors(include_url=False)[0]
-    msg = err["msg"].removeprefix("Value error, ")
+    message = str(err["msg"]).removeprefix("Value error, ")
     # A model-level error names its variable itself ("NAME: reason").
-    return f"{err['loc'][0]}: {msg}" if err["loc"] else msg
+    described = f"{err['loc'][0]}: {message}" if err["loc"] else message
+    return f"{program}: invalid setting {described}"
+
+
+def stop_on_bad_setting(program: str, exc: ValidationError) -> NoReturn:
+    """Print the one-line error and exit 2: every tenantkit process refuses bad settings so."""
+    print(setting_error_line(program, exc), file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_BAD_SETTING)
