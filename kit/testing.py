@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from secrets import token_urlsafe
@@ -291,3 +293,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\nkit: servers' data and process logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis(kit_workdir: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A Redis for this test alone, so killing it disturbs no other test."""
+    server = RedisServer(kit_workdir / f"redis-{request.node.name}")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hanging_upstream() -> Iterator[str]:
+    """The URL of an upstream that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conns.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in conns:
+        conn.close()
+    server.close()

@@ -15,15 +15,6 @@ from kit.servers import PgServer, RedisServer
 from kit.testing import new_database
 
 
-@pytest.fixture
-def own_redis(kit_workdir: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A Redis for this test alone, so killing it disturbs nobody else."""
-    server = RedisServer(kit_workdir / f"redis-{request.node.name}")
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_redis_down_keeps_serving_reports_degraded_and_recovers(
     start_gateway: StartGateway, own_redis: RedisServer, echo_admin: httpx.Client
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -224,37 +222,11 @@ def test_upstream_down_is_503_within_five_seconds(
     assert ready.json()["upstreams"] == {"/users": "down"}
 
 
-@pytest.fixture
-def silent_upstream() -> Iterator[str]:
-    """Accepts connections and reads, never answers: an upstream that hangs."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-                conns.append(conn)
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in conns:
-        conn.close()
-    server.close()
-
-
 def test_hanging_upstream_is_504_not_a_hang(
-    start_gateway: StartGateway, tenant: dict[str, object], silent_upstream: str
+    start_gateway: StartGateway, tenant: dict[str, object], hanging_upstream: str
 ) -> None:
     gateway = start_gateway(
-        {"GATEWAY_ROUTES": f"/users={silent_upstream}", "UPSTREAM_TIMEOUT_SECONDS": "1"},
+        {"GATEWAY_ROUTES": f"/users={hanging_upstream}", "UPSTREAM_TIMEOUT_SECONDS": "1"},
         ready_path="/healthz",
     )
     response = httpx.get(f"{gateway.url}/users", headers=key_headers(tenant), timeout=10)

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
-import pytest
 
 from gateway.tests.factories import bearer, create_tenant
 from kit.procs import ServiceProcess
 from kit.servers import RedisServer
-
-
-@pytest.fixture
-def own_redis(kit_workdir: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A Redis for this test's gateways alone: killing it disturbs no other test."""
-    server = RedisServer(kit_workdir / f"redis-{request.node.name}")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_rate_limit_holds_across_two_gateways_sharing_redis(

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -263,30 +262,6 @@ def test_users_service_down_is_503_within_five_seconds(
     assert response.status_code == 503
     assert time.monotonic() - started <= 5
     assert httpx.get(f"{gateway.url}/readyz", timeout=10).status_code == 503
-
-
-@pytest.fixture
-def hanging_upstream() -> Iterator[str]:
-    """Accepts and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop, conns = threading.Event(), []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conns.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in conns:
-        conn.close()
-    server.close()
 
 
 def test_upstream_too_slow_is_504(
