@@ -150,7 +150,8 @@ async def forward(
     headers.update(extra_headers)
     client = request.client.host if request.client else ""
     headers["X-Forwarded-For"] = client
-    headers["X-Forwarded-Proto"] = request.url.scheme
+    # From the scope: request.url would build (and parse) the whole URL for one field.
+    headers["X-Forwarded-Proto"] = request.scope.get("scheme", "http")
     if "host" in request.headers:
         headers["X-Forwarded-Host"] = request.headers["host"]
     has_body = length is not None or "transfer-encoding" in request.headers
