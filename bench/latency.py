@@ -52,7 +52,7 @@ def added_latency(stack: HttpStack, tenant: BenchTenant, *, scale: Scale) -> lis
     """Gateway vs direct GET /users/{id}, interleaved rounds, at each concurrency."""
     results = []
     for concurrency in CONCURRENCIES:
-        requests = scale.latency_requests if concurrency == 1 else scale.http_requests
+        requests = scale.latency_requests * (1 if concurrency == 1 else 2)
 
         def target(
             url: str, factory: RequestFactory, c: int = concurrency, n: int = requests
@@ -67,7 +67,8 @@ def added_latency(stack: HttpStack, tenant: BenchTenant, *, scale: Scale) -> lis
                     signed_direct(stack.signing_secret, tenant.id, tenant.user_ids),
                 ),
             },
-            rounds=scale.http_rounds,
+            # Three rounds at most: medians of latency settle sooner than throughput's.
+            rounds=min(3, scale.http_rounds),
         )
         results.append(
             AddedLatency(

@@ -59,7 +59,8 @@ def figures(label: str, samples: list[Sample]) -> Figures:
     """Medians over rounds: one slow round (another engineer's build) moves them little."""
     return Figures(
         label=label,
-        operations=samples[0].operations,
+        # Fixed per round, except with wrk, which runs for a time: then the median count.
+        operations=round(statistics.median(s.operations for s in samples)),
         concurrency=samples[0].concurrency,
         rounds=len(samples),
         throughput=statistics.median(s.throughput for s in samples),
