@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,26 +95,32 @@ def chart(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [c for c in data["comparisons"] if c["target"] is not None]
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.8))
-    labels, values = [], []
+    fig, ax = plt.subplots(figsize=(10, 0.75 * len(rows) + 2))
+    ends = []
     for i, c in enumerate(rows):
         target = c["target"]
         value = c["ratios"][target["metric"]]
-        labels.append(f"{c['title']}\n{c['a']['label']} / {c['b']['label']}, {target['metric']}")
-        values.append(value)
         ax.barh(i, value, color="#3a7d44" if target["met"] else "#b23a48", height=0.6)
         ax.plot([target["value"]] * 2, [i - 0.4, i + 0.4], color="black", linewidth=2)
         sign = ">=" if target["at_least"] else "<="
-        ax.text(value, i, f" {value:.2f}x (target {sign} {target['value']:.2f}x)", va="center")
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+        end = max(value, target["value"])
+        ends.append(end)
+        ax.text(end + 0.03, i, f"{value:.2f}x (target {sign} {target['value']:.2f}x)", va="center")
+    labels = [textwrap.fill(f"{c['title']}: {c['target']['metric']}", 45) for c in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, max([1.5, *(v * 1.45 for v in values)]))
-    ax.set_xlabel("ratio A / B (black mark: target)")
+    ax.set_xlim(0, max([1.5, *ends]) + 0.9)
+    ax.set_xlabel("ratio A / B, as titled (black mark: target; green met, red missed)")
     about = data["machine"]
     load = ", ".join(f"{x:.1f}" for x in about["load_average_start"])
+    added = "; ".join(
+        f"added p50 at c={x['concurrency']}: {x['added_p50_ms']:.2f} ms"
+        + (f" (target <= {x['target_ms']:.2f} ms)" if x["target_ms"] is not None else "")
+        for x in data["added_latency"]
+    )
     ax.set_title(
         f"make bench {data['date'][:10]} on {about['host']}: {about['cpus']} CPUs, "
-        f"load {load}, {data['http_generator']}, scale {data['scale']}",
+        f"load average {load}, {data['http_generator']}, scale {data['scale']}\n{added}",
         fontsize=9,
     )
     fig.tight_layout()
