@@ -143,7 +143,7 @@ def find_isolation_problems(engine: Engine) -> list[str]:
                 f"role {user} can create temporary tables (revoke TEMPORARY on the database "
                 "from PUBLIC and from it)"
             )
-        settings: dict[str, str] = dict(conn.execute(_ROLE_SETTINGS).tuples().all())
+        settings = {str(k): str(v) for k, v in conn.execute(_ROLE_SETTINGS).all()}
         for name in REQUIRED_ROLE_SETTINGS:
             if settings.get(name, "0") in ("0", ""):
                 problems.append(f"role {user} has no {name} of its own (ALTER ROLE ... SET)")
