@@ -7,6 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 from yarl import URL
 
 from services.tenancy.dburl import derive_gateway_url, plain, to_psycopg2
@@ -65,6 +66,17 @@ class GatewayDatabase(BaseSettings):
     def _some_database(self) -> Self:
         if not (self.GATEWAY_DATABASE_URL or self.DATABASE_URL):
             raise ValueError("GATEWAY_DATABASE_URL: required (or DATABASE_URL to derive it from)")
+        if self.GATEWAY_DATABASE_URL and self.DATABASE_URL:
+            # Both given and apart: one of them is a leftover; guessing would be worse.
+            given, bootstrap = make_url(self.GATEWAY_DATABASE_URL), make_url(self.DATABASE_URL)
+            if (given.host, given.port, given.database) != (
+                bootstrap.host,
+                bootstrap.port,
+                bootstrap.database,
+            ):
+                raise ValueError(
+                    "GATEWAY_DATABASE_URL: names another database than DATABASE_URL; set one"
+                )
         return self
 
     def database_url(self) -> str:
