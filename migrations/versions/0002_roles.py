@@ -13,6 +13,9 @@ from alembic import op
 
 from migrations.tenant_tables import TENANT_ROW_ID_FUNCTION, app_role, gateway_role
 
+SUPERUSER_LOAD_POLICY = "superuser_session_loads"
+_SESSION_IS_SUPERUSER = "(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user)"
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -26,6 +29,16 @@ def upgrade() -> None:
     op.execute("REVOKE ALL ON FUNCTION public.tenant_row_id() FROM PUBLIC")
     # Trigger functions need no EXECUTE to fire; nobody needs to call them by name.
     op.execute("REVOKE ALL ON FUNCTION public.tenants_default_slug() FROM PUBLIC")
+    # The function now runs as the owner, which forced RLS holds to the tenant's own counters.
+    # A superuser's session (a bulk load, a restore: it bypasses RLS on the tenant tables
+    # themselves) sets no tenant; this keeps such loads working. session_user cannot be
+    # changed by a non-superuser, so no other role gains anything from it.
+    op.execute(
+        f"""
+        CREATE POLICY {SUPERUSER_LOAD_POLICY} ON public.tenant_row_ids
+        USING ({_SESSION_IS_SUPERUSER}) WITH CHECK ({_SESSION_IS_SUPERUSER})
+        """
+    )
 
     # The gateway and its admin API: tenants (read, create, update, delete) and api_keys
     # (read, create, revoke = update). Deleting a tenant cascades to tenant tables through
@@ -39,6 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(f"DROP POLICY {SUPERUSER_LOAD_POLICY} ON public.tenant_row_ids")
     gateway = gateway_role()
     op.execute(f'REVOKE ALL ON public.tenants, public.api_keys FROM "{gateway}"')
     op.execute("GRANT EXECUTE ON FUNCTION public.tenants_default_slug() TO PUBLIC")
