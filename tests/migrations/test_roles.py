@@ -292,3 +292,15 @@ def test_an_old_layout_database_upgrades_to_the_roles(
         conn.close()
     assert _one(upgraded.gateway_url, "SELECT name FROM tenants") == "Old"
     assert "permission denied to create temporary tables" in _hijack(upgraded.app_url, tenant_id)
+
+
+def test_no_role_but_the_owner_may_execute_trigger_functions(db: Database) -> None:
+    rows = _one(
+        db.url,
+        "SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p "
+        "WHERE p.pronamespace = 'public'::regnamespace "
+        "AND p.prorettype = 'trigger'::regtype "
+        "AND (has_function_privilege('tenantkit_app', p.oid, 'EXECUTE') "
+        "     OR has_function_privilege('tenantkit_gateway', p.oid, 'EXECUTE'))",
+    )
+    assert rows is None
