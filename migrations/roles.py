@@ -7,9 +7,6 @@ would change, so a re-run as the (non-superuser) owner must name nothing it cann
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import sys
 from dataclasses import dataclass
 
@@ -61,34 +58,6 @@ def _can_manage_roles(conn: Connection) -> bool:
     return bool(row)
 
 
-def _password_matches(conn: Connection, role: str, password: str) -> bool | None:
-    """True/False when the stored verifier can be checked here (superuser), else None."""
-    is_super = conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
-    if not is_super.scalar_one():
-        return None
-    stored = conn.execute(
-        text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role}
-    ).scalar()
-    if stored is None or not stored.startswith("SCRAM-SHA-256$"):
-        return False
-    return _scram_matches(stored, password)
-
-
-def _scram_matches(stored: str, password: str) -> bool:
-    """Whether a SCRAM-SHA-256 verifier (pg_authid.rolpassword) is for `password`."""
-    try:
-        head, keys = stored.split("$", 1)[1].split("$")
-        iterations, salt = head.split(":")
-        stored_key, server_key = keys.split(":")
-        salted = hashlib.pbkdf2_hmac(
-            "sha256", password.encode(), base64.b64decode(salt), int(iterations)
-        )
-        server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        return hmac.compare_digest(base64.b64encode(server).decode(), server_key)
-    except (ValueError, TypeError):
-        return False
-
-
 def ensure_role(conn: Connection, role: Role) -> None:
     """Create `role`, or change only what differs: attributes, then password."""
     row = (
@@ -122,14 +91,10 @@ def ensure_role(conn: Connection, role: Role) -> None:
                 "change it; run migrations with a superuser's DATABASE_URL"
             )
         conn.execute(text(f'ALTER ROLE "{role.name}" {" ".join(wrong)}'))
-    if role.password is None:
-        return
-    same = _password_matches(conn, role.name, role.password)
-    if same:
-        return
-    if same is None and not manage:
-        return  # cannot read nor set it here: the superuser's run set it
-    conn.execute(text(f'ALTER ROLE "{role.name}" PASSWORD {_literal(conn, role.password)}'))
+    # Set on every run that may (the URL is the truth); a run that may not manage roles (the
+    # owner's) leaves the passwords a superuser's run set.
+    if role.password is not None and manage:
+        conn.execute(text(f'ALTER ROLE "{role.name}" PASSWORD {_literal(conn, role.password)}'))
 
 
 def _grant_membership(conn: Connection, owner: str) -> None:
