@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import admin, health, pipeline
+from gateway import admin, health, observe, pipeline
 from gateway.breaker import RedisLink, make_client
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
@@ -21,6 +21,7 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
+from gateway.usage import UsageBook
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
@@ -58,14 +59,18 @@ def create_app(settings: Settings) -> FastAPI:
                 default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND,
             ),
             invalidator=invalidator,
+            usage=UsageBook(redis),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        flusher = asyncio.create_task(state.usage.run())
         try:
             yield {"gateway": state}
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await state.usage.flush()  # a restart loses no counted request
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
@@ -88,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)
+    observe.install(app, settings=settings, metrics=metrics)
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.tenancy import health
 from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.errors import install_database_error_handlers
+from services.tenancy.observe import ServiceMetrics
 from services.tenancy.runtime import Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
 
@@ -60,10 +61,12 @@ def create_tenant_app(
     name = settings.SERVICE_NAME
     log = logging.getLogger(name)
     error_map = dict(errors or {})
+    metrics = ServiceMetrics(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_tenant_engine(settings.database_url(), application_name=name)
+        metrics.watch(engine)
         try:
             await run_in_threadpool(require_isolation, engine)
             yield {
@@ -77,6 +80,7 @@ def create_tenant_app(
         return JSONResponse({"detail": detail}, status_code=status)
 
     app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    metrics.install(app)
     app.add_middleware(TrailingSlashInsensitive)
     app.include_router(health.router)
     for router in routers:

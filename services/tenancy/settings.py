@@ -25,6 +25,10 @@ class TenantServiceSettings(BaseSettings):
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
     INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+    # Tenants with their own `tenant` label in /metrics; the rest share "other" (SPEC §10).
+    METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
+    # false: no per-tenant labels or usage accounting (only to measure what they cost).
+    METRICS_PER_TENANT: bool = True
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod
