@@ -42,9 +42,11 @@ def install(app: FastAPI, *, settings: Settings, metrics: Metrics) -> None:
 
     def route_of(scope: Scope) -> str:
         template = route_template(scope)
-        if template != _CATCH_ALL:
+        if template not in (_CATCH_ALL, "unmatched"):
             return template
-        return routes.prefix_of(scope.get("path", "")) or "unrouted"
+        # Tenant requests: labelled by the service prefix (FastAPI does not leave the
+        # catch-all in the scope); anything else stays "unmatched", one bounded series.
+        return routes.prefix_of(scope.get("path", "")) or "unmatched"
 
     def then(scope: Scope, status: int, seconds: float, sent: int) -> None:
         tenant_id = scope.get("state", {}).get("tenant_id")

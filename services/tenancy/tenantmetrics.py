@@ -54,6 +54,8 @@ class TenantSeries:
 
     def snapshot(self) -> list[tuple[tuple[str, ...], list[float]]]:
         """A copy of every series, for a scrape."""
+        if self.top is not None:
+            self.top.refresh_if_due()
         if self.top is not None and self.top.generation != self._generation:
             self._fold_departed()
         with self._lock:
@@ -93,12 +95,12 @@ class RequestStats(Collector):
         """The exposition (prometheus-client calls this on every scrape)."""
         labels = ["route", "status_class", "tenant"]
         requests = CounterMetricFamily(
-            f"{self.prefix}_requests",
+            f"{self.prefix}_http_requests",
             "Requests answered (top-K tenants, rest 'other')",
             labels=labels,
         )
         latency = HistogramMetricFamily(
-            f"{self.prefix}_request_duration_seconds",
+            f"{self.prefix}_http_request_duration_seconds",
             "Time to answer, first byte to last",
             labels=labels,
         )

@@ -85,6 +85,12 @@ class TopTenants:
             self.generation += 1
         return top
 
+    def refresh_if_due(self) -> None:
+        """Recompute the top K if its refresh interval has passed (a scrape calls this)."""
+        now = self._clock()
+        if now >= self._next_refresh:
+            self.refresh(now)
+
     @property
     def top(self) -> frozenset[str]:
         """The tenants that get their own label."""

@@ -28,7 +28,7 @@ def _label_sets(stats: RequestStats) -> set[tuple[str, str, str]]:
     return {
         (s.labels["route"], s.labels["status_class"], s.labels["tenant"])
         for family in text_string_to_metric_families(text)
-        if family.name == "gateway_requests"
+        if family.name == "gateway_http_requests"
         for s in family.samples
     }
 
