@@ -62,15 +62,16 @@ def create_app(settings: Settings) -> FastAPI:
             usage=UsageBook(redis),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
-        flusher = asyncio.create_task(state.usage.run())
+        stop_flushing = asyncio.Event()
+        flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
-            for task in (listener, flusher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await state.usage.flush()  # a restart loses no counted request
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            stop_flushing.set()
+            await flusher  # its last flush: a restart loses no counted request
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()

@@ -10,6 +10,7 @@ loses at most its last second; while Redis is down the counts wait in memory (bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -102,10 +103,14 @@ class UsageBook:
                     kept[i] += value
             log.warning("usage: redis is down, %d counts wait in memory", len(self._pending))
 
-    async def run(self) -> None:
-        """Flush every second until cancelled (the lifespan flushes once more after)."""
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every second until `stop` is set, then once more.
+
+        Stopped by an event, never cancelled: a flush cut off mid-write would lose its batch.
+        """
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
             await self.flush()
 
     async def read(self, tenant_id: int, *, window_seconds: int) -> dict[str, float | int | None]:
