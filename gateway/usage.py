@@ -116,29 +116,42 @@ class UsageBook:
     async def read(self, tenant_id: int, *, window_seconds: int) -> dict[str, float | int | None]:
         """Totals over the last `window_seconds` (whole minutes), as the admin API answers."""
         await self.flush()
-        now_minute = int(self._clock()) // BUCKET_SECONDS
-        minutes = range(now_minute - math.ceil(window_seconds / BUCKET_SECONDS) + 1, now_minute + 1)
+        keys = usage_keys(tenant_id, window_seconds=window_seconds, now=self._clock())
 
         async def fetch(client: Redis) -> list[dict[str, str]]:
             async with client.pipeline(transaction=False) as pipe:
-                for minute in minutes:
-                    pipe.hgetall(_key(tenant_id, minute))
+                for key in keys:
+                    pipe.hgetall(key)
                 return await pipe.execute()  # type: ignore[no-any-return]
 
-        totals = dict.fromkeys(_FIELDS + _HIST, 0.0)
-        for found in await self.redis.call(fetch):
-            for name, value in found.items():
-                if name in totals:
-                    totals[name] += float(value)
-        return {
-            "window_seconds": window_seconds,
-            "requests": int(totals["requests"]),
-            "errors": int(totals["errors"]),
-            "p95_ms": p95_ms([int(totals[h]) for h in _HIST]),
-            "db_seconds": round(totals["db_seconds"], 6),
-            "rows": int(totals["rows"]),
-            "bytes": int(totals["bytes"]),
-        }
+        return summarise(await self.redis.call(fetch), window_seconds=window_seconds)
+
+
+def usage_keys(tenant_id: int, *, window_seconds: int, now: float) -> list[str]:
+    """The minute hashes a window covers, the current (partial) minute included."""
+    now_minute = int(now) // BUCKET_SECONDS
+    first = now_minute - math.ceil(window_seconds / BUCKET_SECONDS) + 1
+    return [_key(tenant_id, minute) for minute in range(first, now_minute + 1)]
+
+
+def summarise(
+    hashes: list[dict[str, str]], *, window_seconds: int
+) -> dict[str, float | int | None]:
+    """The usage answer from the window's minute hashes."""
+    totals = dict.fromkeys(_FIELDS + _HIST, 0.0)
+    for found in hashes:
+        for name, value in found.items():
+            if name in totals:
+                totals[name] += float(value)
+    return {
+        "window_seconds": window_seconds,
+        "requests": int(totals["requests"]),
+        "errors": int(totals["errors"]),
+        "p95_ms": p95_ms([int(totals[h]) for h in _HIST]),
+        "db_seconds": round(totals["db_seconds"], 6),
+        "rows": int(totals["rows"]),
+        "bytes": int(totals["bytes"]),
+    }
 
 
 def p95_ms(counts: list[int]) -> float | None:

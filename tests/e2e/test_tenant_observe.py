@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.tests.test_cli import cli
 from kit.procs import ServiceProcess
-from kit.testing import Secrets, StartService
+from kit.servers import RedisServer
+from kit.testing import Database, Secrets, StartService
 
 
 def _samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -53,7 +56,11 @@ def _work(url: str, key: dict[str, str], n: int) -> int:
 
 
 def test_usage_counts_every_request_exactly_across_a_gateway_restart(
-    start_service: StartService, secrets: Secrets, users_service: ServiceProcess
+    start_service: StartService,
+    secrets: Secrets,
+    users_service: ServiceProcess,
+    database: Database,
+    redis_server: RedisServer,
 ) -> None:
     gateway = start_service("gateway")
     with _admin(gateway.url, secrets) as admin:
@@ -78,6 +85,18 @@ def test_usage_counts_every_request_exactly_across_a_gateway_restart(
         assert body["p95_ms"] > 0
         assert body["window_seconds"] == 600
         assert admin.get(f"/admin/tenants/{other_id}/usage").json()["requests"] == 4
+        # The CLI reads the same counts straight from Redis.
+        run = cli(
+            "tenants",
+            "usage",
+            str(tenant_id),
+            "--window-seconds",
+            "600",
+            database=database,
+            redis=redis_server,
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout) == body
         # Hostile input: another tenant's usage is not reachable without the admin token,
         # unknown tenants are 404, silly windows 422.
         assert (
@@ -90,7 +109,7 @@ def test_usage_counts_every_request_exactly_across_a_gateway_restart(
 
 
 def test_only_the_top_k_tenants_get_their_own_label(
-    start_service: StartService, secrets: Secrets
+    start_service: StartService, secrets: Secrets, users_service: ServiceProcess
 ) -> None:
     gateway = start_service("gateway", env={"METRICS_TENANT_TOP_K": "2"})
     with _admin(gateway.url, secrets) as admin:
@@ -120,6 +139,6 @@ def test_only_the_top_k_tenants_get_their_own_label(
     # The service saw the same work, charged to the same tenant in its own /metrics.
     db = _samples(users_service.url, "service_db_seconds_total")
     charged = {dict(labels)["tenant"]: seconds for labels, seconds in db.items()}
-    assert charged.get(str(tenant_id), 0) > 0
+    assert charged.get(heavy[0], 0) > 0
     served = _samples(users_service.url, "service_http_requests_total")
     assert any(dict(labels)["route"] == "/users" for labels in served)
