@@ -6,11 +6,17 @@ import contextlib
 import os
 import shlex
 from pathlib import Path
-from secrets import token_urlsafe
+from secrets import token_hex, token_urlsafe
 
 import psutil
 
 GENERATED_SECRETS = ("ADMIN_TOKEN", "INTERNAL_SIGNING_SECRET")
+# One password per Redis ACL user (kit.redisacl), for the Redis `make run` starts itself.
+REDIS_PASSWORDS = {
+    "admin": "REDIS_ADMIN_PASSWORD",
+    "gateway": "REDIS_GATEWAY_PASSWORD",
+    "services": "REDIS_SERVICES_PASSWORD",
+}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -59,8 +65,11 @@ class DataDir:
     def secrets(self) -> dict[str, str]:
         """The generated secrets, created on first use and kept (0600) for the next runs."""
         kept = read_env_file(self.secrets_file)
-        if not all(kept.get(name) for name in GENERATED_SECRETS):
-            kept = {name: kept.get(name) or token_urlsafe(32) for name in GENERATED_SECRETS}
+        names = (*GENERATED_SECRETS, *REDIS_PASSWORDS.values())
+        if not all(kept.get(name) for name in names):
+            # Hex for the Redis passwords: they travel inside redis:// URLs.
+            fresh = {name: token_hex(24) for name in REDIS_PASSWORDS.values()}
+            kept = {name: kept.get(name) or fresh.get(name) or token_urlsafe(32) for name in names}
             write_env_file(self.secrets_file, kept, private=True)
         return kept
 

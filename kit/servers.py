@@ -30,6 +30,7 @@ from kit.binaries import (
     server_account,
 )
 from kit.children import Child, RunAs, spawn, wait_until
+from kit.redisacl import RedisPasswords, acl_rules, redis_url
 
 # Re-exported: callers import these from kit.servers.
 __all__ = [
@@ -262,7 +263,10 @@ class PgServer:
 
 
 class RedisServer:
-    """A redis-server on 127.0.0.1 that can be stopped and started again on the same port."""
+    """A redis-server on 127.0.0.1 that can be stopped and started again on the same port.
+
+    It requires a password: one ACL user per kind of client (kit.redisacl), `default` off.
+    """
 
     def __init__(
         self,
@@ -271,18 +275,47 @@ class RedisServer:
         port: int | None = None,
         persist: bool = False,
         binary: Path | None = None,
+        passwords: RedisPasswords | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.log_path = self.base_dir / "redis.log"
+        self.config_path = self.base_dir / "users.conf"
         self._port_given = port is not None
         self.port = port if port is not None else free_port()
         self.persist = persist
         self.binary = binary
+        self.passwords = passwords or RedisPasswords.generate()
         self.child: Child | None = None
+
+    def url_for(self, user: str) -> str:
+        """`redis://user:password@127.0.0.1:port/0` for one ACL user."""
+        return redis_url(
+            user=user, password=self.passwords.of(user), host="127.0.0.1", port=self.port
+        )
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The gateway's URL (user `gateway`: every tk: key but the services' nonces)."""
+        return self.url_for("gateway")
+
+    @property
+    def services_url(self) -> str:
+        """The services' URL (user `services`: only tk:nonce:* keys, only SET and PING)."""
+        return self.url_for("services")
+
+    @property
+    def admin_url(self) -> str:
+        """The kit's own URL (user `admin`); for probes and tests, never for a service."""
+        return self.url_for("admin")
+
+    def _write_config(self) -> None:
+        # A config file, not argv: `ps` shows argv. It holds only password hashes anyway.
+        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"user {line}\n" for line in acl_rules(self.passwords))
+        tmp.replace(self.config_path)
 
     def running(self) -> bool:
         """True while the server process we started is alive."""
@@ -294,9 +327,11 @@ class RedisServer:
             return
         self.base_dir.mkdir(parents=True, exist_ok=True)
         binary = self.binary or redis_server_binary()
+        self._write_config()
         for attempt in range(3):
             argv = [
                 str(binary),
+                str(self.config_path),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -334,7 +369,9 @@ class RedisServer:
             return False
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"INFO server\r\n")
+                words = [b"AUTH", b"admin", self.passwords.admin.encode()]
+                auth = b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+                sock.sendall(auth + b"INFO server\r\n")
                 data = b""
                 while b"process_id:" not in data or not data.endswith(b"\r\n"):
                     chunk = sock.recv(65536)
