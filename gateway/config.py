@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     ADMIN_TOKEN: str = Field(min_length=MIN_SECRET_LENGTH)
     INTERNAL_SIGNING_SECRET: str = Field(min_length=MIN_SECRET_LENGTH)
+    # The key of the MAC over cached values in Redis; unset: derived from ADMIN_TOKEN.
+    GATEWAY_CACHE_SECRET: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
     # 32 bytes at least: PyJWT (rightly) warns about shorter HS256 keys.
     JWT_SECRET: str | None = Field(default=None, min_length=32)
     GATEWAY_AUTH_MODES: Annotated[frozenset[str], NoDecode] = frozenset({"api_key", "jwt"})
@@ -72,7 +74,9 @@ class Settings(BaseSettings):
 
     _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
 
-    @field_validator("JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", mode="before")
+    @field_validator(
+        "JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", "GATEWAY_CACHE_SECRET", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `JWT_SECRET=` in an env file means "not set", as in a shell.
@@ -139,6 +143,11 @@ class Settings(BaseSettings):
     def routes(self) -> dict[str, str]:
         """Path prefix -> upstream origin."""
         return parse_routes(self.GATEWAY_ROUTES or f"/users={self.USERS_URL}")
+
+    @property
+    def cache_secret(self) -> str:
+        """What the cache MAC key derives from: gateway-only, never the services' secret."""
+        return self.GATEWAY_CACHE_SECRET or self.ADMIN_TOKEN
 
     @property
     def credential_modes(self) -> frozenset[str]:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from gateway import admin, health, pipeline
 from gateway.breaker import RedisLink, make_client
+from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
             redis=redis,
             metrics=metrics,
             ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS,
+            sealer=Sealer(derive_cache_key(settings.cache_secret)),
         )
         invalidator = Invalidator(redis=redis, directory=directory)
         state = GatewayState(

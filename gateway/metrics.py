@@ -23,6 +23,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.cache_rejected = Counter(
+            "gateway_tenant_cache_rejected",
+            "Redis cache entries ignored: malformed, bad_mac (forged or moved) or expired",
+            ["reason"],
+            registry=self.registry,
+        )
         self.db_lookups = Counter(
             "gateway_tenant_db_lookups",
             "Tenant/key lookups that reached PostgreSQL",
