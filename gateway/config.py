@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     USERS_URL: str = "http://127.0.0.1:8001"
     GATEWAY_ROUTES: str | None = None
     DEFAULT_RATE_LIMIT_PER_SECOND: int = Field(default=100, ge=0)
+    # Replicas sharing the rate limits: without Redis each enforces limit / this many.
+    GATEWAY_REPLICAS: int = Field(default=1, ge=1, le=10_000)
+    # Redis calls in flight at once (= pooled connections); a call waits 50 ms for one.
+    REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1, le=10_000)
     TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
     GATEWAY_HOST: str = "127.0.0.1"

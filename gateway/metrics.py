@@ -37,6 +37,13 @@ class Metrics:
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused with 429", registry=self.registry
         )
+        self.ratelimit_fallback = Counter(
+            "gateway_ratelimit_fallback",
+            "Rate-limit decisions made in-process (limit / GATEWAY_REPLICAS): redis_down or "
+            "redis_busy (every pooled connection in use)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.redis_up = Gauge(
             "gateway_redis_up",
             "1 while Redis answers, 0 while the gateway runs degraded",

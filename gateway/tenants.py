@@ -133,7 +133,8 @@ class TenantDirectory:
             raw = None
         if raw is not None:
             try:
-                value = self._sealer.open(redis_key, raw)
+                # decode_responses=True: a str; anything else is not ours either.
+                value = self._sealer.open(redis_key, raw if isinstance(raw, str) else "")
             except Unverified as exc:
                 # Forged, moved or expired: a miss, and the write-back below replaces it.
                 self._metrics.cache_rejected.labels(reason=exc.reason).inc()
