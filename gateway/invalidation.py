@@ -62,6 +62,12 @@ class Invalidator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def publish_soon(self, keys: list[str], messages: list[str]) -> None:
+        """`publish` from a callback: as a task this invalidator tracks and closes."""
+        task = asyncio.create_task(self.publish(keys, messages))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _publish_once(self, keys: list[str], messages: list[str]) -> None:
         for message in messages:
             self._directory.forget(message)
