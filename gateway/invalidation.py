@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from redis import Redis as SyncRedis
@@ -39,12 +40,15 @@ def plan(
 
 
 def publish_sync(client: SyncRedis, keys: list[str], messages: list[str]) -> None:
-    """The CLI's way: delete and publish in one round trip."""
-    pipe = client.pipeline(transaction=False)
-    pipe.delete(*keys)
-    for message in messages:
-        pipe.publish(CHANNEL, message)
-    pipe.execute()
+    """The CLI's way: delete and publish in one round trip, then again 0.5 s later."""
+    for attempt in range(2):
+        if attempt:
+            time.sleep(SECOND_PASS_DELAY_SECONDS)
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(*keys)
+        for message in messages:
+            pipe.publish(CHANNEL, message)
+        pipe.execute()
 
 
 class Invalidator:
