@@ -101,6 +101,9 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("DATABASE_URL", "mysql://x@y/z"),
         ("ADMIN_TOKEN", "tiny"),
+        ("GATEWAY_CACHE_SECRET", "short"),
+        ("GATEWAY_REPLICAS", "0"),
+        ("REDIS_MAX_CONNECTIONS", "none"),
     ],
 )
 def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(name: str, value: str) -> None:
