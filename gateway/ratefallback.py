@@ -55,5 +55,7 @@ class LocalLimiter:
             log.warning(
                 "rate limits enforced per replica (limit / %d) because %s",
                 self.replicas,
-                "redis is down" if reason == "redis_down" else "every redis connection is busy",
+                "Redis cannot be reached"
+                if reason == "redis_down"
+                else "every Redis connection is busy",
             )
