@@ -74,12 +74,17 @@ class RedisLink:
         self._wait = wait_seconds
         self.up = True
 
-    async def call(self, fn: Callable[[Redis], Awaitable[T]]) -> T:
-        """Run fn(client); RedisBusy when no slot frees in time, RedisDown when Redis fails."""
+    async def call(
+        self, fn: Callable[[Redis], Awaitable[T]], *, wait_seconds: float | None = None
+    ) -> T:
+        """Run fn(client); RedisBusy when no slot frees in time, RedisDown when Redis fails.
+
+        `wait_seconds` overrides the short wait for a slot, for calls that must not be lost.
+        """
         if not self.up and time.monotonic() < self._open_until:
             raise RedisDown("redis is down")
         try:
-            async with asyncio.timeout(self._wait):
+            async with asyncio.timeout(self._wait if wait_seconds is None else wait_seconds):
                 await self._slots.acquire()
         except TimeoutError:
             raise RedisBusy("no free redis connection") from None

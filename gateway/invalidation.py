@@ -22,6 +22,7 @@ CHANNEL = "tk:invalidate"
 # A gateway that read PostgreSQL just before the commit may write the old value to Redis
 # just after the first delete; deleting again a moment later closes that window.
 SECOND_PASS_DELAY_SECONDS = 0.5
+INVALIDATION_WAIT_SECONDS = 1.0
 log = logging.getLogger("gateway.invalidation")
 
 
@@ -84,7 +85,8 @@ class Invalidator:
             await pipe.execute()
 
         try:
-            await self._redis.call(send)
+            # An invalidation is worth waiting for a busy pool: dropping it leaves a stale grant.
+            await self._redis.call(send, wait_seconds=INVALIDATION_WAIT_SECONDS)
         except RedisDown:
             # Other replicas will see the change when their short in-process TTL ends.
             log.warning("redis is down: invalidation %s reaches other gateways by TTL", messages)

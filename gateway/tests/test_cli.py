@@ -113,7 +113,7 @@ def test_cli_repeats_its_invalidation_so_a_racing_write_back_is_dropped_too(
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
-    messages = []
+    messages: list[float] = []
     deadline = time.monotonic() + 20
     while len(messages) < 2 and time.monotonic() < deadline:
         message = pubsub.get_message(timeout=1.0)

@@ -83,3 +83,21 @@ def test_the_fallback_limit_refuses_past_the_burst_of_its_share() -> None:
     assert refused[0] == 10 and refused[1] == 0 and refused[3] > 0
     # Another tenant has a budget of its own.
     assert limiter.check(tenant_id=2, per_second=20)[1] == 1
+
+
+async def _patient_call_behind_a_held_slot(link: RedisLink) -> bool:
+    release = asyncio.Event()
+    holder = asyncio.create_task(_hold(link, release))
+    await asyncio.sleep(0.05)
+    asyncio.get_running_loop().call_later(0.2, release.set)
+    # An invalidation may wait for the slot (0.2 s here) where a limiter call would not.
+    answer = await link.call(lambda r: r.ping(), wait_seconds=1.0)
+    await holder
+    await link.client.aclose()
+    return bool(answer)
+
+
+def test_a_call_that_must_not_be_lost_waits_for_a_busy_pool(redis_server: RedisServer) -> None:
+    link = RedisLink(make_client(redis_server.url, max_connections=1), max_in_flight=1)
+    assert asyncio.run(_patient_call_behind_a_held_slot(link))
+    assert link.up
