@@ -13,9 +13,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import MaxConnectionsError, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    MaxConnectionsError,
+    NoPermissionError,
+    RedisError,
+)
 from redis.retry import Retry
 
 T = TypeVar("T")
@@ -53,6 +59,25 @@ def make_client(
         max_connections=max_connections,
         decode_responses=True,
     )
+
+
+def credentials_refused(url: str) -> str | None:
+    """Why Redis refuses this URL's credentials; None when it accepts them or is unreachable.
+
+    A wrong password is a bad setting (stop at start); Redis being down is not (degrade).
+    """
+    client = SyncRedis.from_url(
+        url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        client.ping()
+    except (AuthenticationError, NoPermissionError) as exc:
+        return str(exc)
+    except (RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return None
 
 
 class RedisLink:

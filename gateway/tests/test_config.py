@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.config import Settings, parse_routes
+from kit.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {
@@ -121,3 +122,16 @@ def test_missing_required_setting_is_named() -> None:
     assert (
         result.stderr.strip() == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
     )
+
+
+@pytest.mark.parametrize("credentials", ["gateway:not-the-password@", ""])
+def test_redis_refusing_the_credentials_stops_the_gateway_naming_redis_url(
+    redis_server: RedisServer, credentials: str
+) -> None:
+    url = f"redis://{credentials}127.0.0.1:{redis_server.port}/0"
+    result = run_gateway({**VALID, "REDIS_URL": url})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gateway: invalid setting REDIS_URL: Redis refused it")
+    assert "not-the-password" not in result.stderr
