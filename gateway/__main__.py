@@ -9,6 +9,7 @@ import uvicorn
 
 from gateway.breaker import credentials_refused
 from gateway.config import Settings
+from gateway.dbaudit import refuse_powerful_role
 from gateway.main import create_app
 from services.tenancy.settings import EXIT_BAD_SETTING
 
@@ -22,6 +23,7 @@ def main() -> None:
         print(f"gateway: invalid setting REDIS_URL: Redis refused it: {refused}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTING)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     uvicorn.run(
         create_app(settings),
         host=settings.GATEWAY_HOST,

@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
-        engine = make_engine(settings.DATABASE_URL)
+        engine = make_engine(settings.database_url())
         pool = settings.REDIS_MAX_CONNECTIONS
         redis = RedisLink(make_client(settings.REDIS_URL, max_connections=pool), max_in_flight=pool)
         # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.

@@ -10,7 +10,9 @@ from secrets import token_hex, token_urlsafe
 
 import psutil
 
-GENERATED_SECRETS = ("ADMIN_TOKEN", "INTERNAL_SIGNING_SECRET")
+# One password per database role (SPEC §7): none shares another's, nor the superuser's.
+ROLE_PASSWORDS = ("OWNER_DB_PASSWORD", "GATEWAY_DB_PASSWORD", "APP_DB_PASSWORD")
+GENERATED_SECRETS = ("ADMIN_TOKEN", "INTERNAL_SIGNING_SECRET", *ROLE_PASSWORDS)
 # One password per Redis ACL user (kit.redisacl), for the Redis `make run` starts itself.
 REDIS_PASSWORDS = {
     "admin": "REDIS_ADMIN_PASSWORD",
@@ -67,9 +69,7 @@ class DataDir:
         kept = read_env_file(self.secrets_file)
         names = (*GENERATED_SECRETS, *REDIS_PASSWORDS.values())
         if not all(kept.get(name) for name in names):
-            # Hex for the Redis passwords: they travel inside redis:// URLs.
-            fresh = {name: token_hex(24) for name in REDIS_PASSWORDS.values()}
-            kept = {name: kept.get(name) or fresh.get(name) or token_urlsafe(32) for name in names}
+            kept = {name: kept.get(name) or _generate(name) for name in names}
             write_env_file(self.secrets_file, kept, private=True)
         return kept
 
@@ -101,6 +101,12 @@ class DataDir:
         with contextlib.suppress(FileNotFoundError):
             if read_env_file(self.stack_file).get("KIT_RUN_PID") == str(os.getpid()):
                 self.stack_file.unlink()
+
+
+def _generate(name: str) -> str:
+    # Hex passwords go into URLs without quoting.
+    hex_named = (*ROLE_PASSWORDS, *REDIS_PASSWORDS.values())
+    return token_hex(24) if name in hex_named else token_urlsafe(32)
 
 
 def _alive(pid: int) -> bool:
