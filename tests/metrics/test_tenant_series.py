@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.usage import p95_ms
 from services.tenancy.tenantmetrics import OTHER, RequestStats
