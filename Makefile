@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate psql up down logs test-compose load load-noisy bench
+.PHONY: help install run test test-observe lint migrate psql up down logs test-compose load load-noisy bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
+
+test-observe: $(INSTALLED) ## The dashboard's queries against Debian's prometheus (apt-get install prometheus)
+	$(PY) -m pytest tests_observe
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
