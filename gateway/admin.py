@@ -100,6 +100,8 @@ async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
         name=body.name,
         slug=body.slug,
         rate_limit_per_second=body.rate_limit_per_second,
+        max_in_flight=body.max_in_flight,
+        statement_timeout_ms=body.statement_timeout_ms,
     )
     # Someone may have asked for this id or slug before it existed: drop the "no such" entries.
     await _invalidate(state, tenant_id=tenant.id, slug=tenant.slug)
@@ -120,7 +122,7 @@ async def get_tenant(tenant_id: TenantId, state: StateDep) -> TenantOut:
 
 @router.patch("/tenants/{tenant_id}")
 async def patch_tenant(tenant_id: TenantId, body: TenantPatch, state: StateDep) -> TenantOut:
-    """Rename, suspend, reactivate, or change the rate limit; every replica sees it within 1 s."""
+    """Rename, suspend, reactivate, or change a limit; every replica sees it within 1 s."""
     tenant = await _call(store.update_tenant, state.engine, tenant_id, body.changes())
     await _invalidate(state, tenant_id=tenant.id)
     return TenantOut.of(tenant)
