@@ -88,3 +88,24 @@ def test_cli_without_database_url_names_the_variable() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "cli: invalid setting DATABASE_URL: Field required"
+
+
+def test_cli_sets_and_resets_a_tenants_limits(
+    database: Database, redis_server: RedisServer, echo_gateway: ServiceProcess
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(*args, database=database, redis=redis_server)
+
+    created = run("tenants", "create", unique_name("limits"), "--max-in-flight", "3")
+    assert created.returncode == 0, created.stderr
+    tenant = json.loads(created.stdout)
+    assert tenant["max_in_flight"] == 3 and tenant["statement_timeout_ms"] is None
+    tid = str(tenant["id"])
+    updated = run(
+        "tenants", "update", tid, "--max-in-flight", "default", "--statement-timeout-ms", "900"
+    )
+    assert updated.returncode == 0, updated.stderr
+    body = json.loads(updated.stdout)
+    assert body["max_in_flight"] is None and body["statement_timeout_ms"] == 900
+    refused = run("tenants", "update", tid, "--statement-timeout-ms", "0")
+    assert refused.returncode == 2 and "statement_timeout_ms" in refused.stderr

@@ -101,6 +101,12 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("DATABASE_URL", "mysql://x@y/z"),
         ("ADMIN_TOKEN", "tiny"),
+        ("TENANT_MAX_IN_FLIGHT", "-1"),
+        ("GATEWAY_MAX_IN_FLIGHT", "lots"),
+        ("GATEWAY_QUEUE_TIMEOUT_SECONDS", "0"),
+        ("KEY_LOOKUPS_PER_SECOND", "-3"),
+        ("KEY_LOOKUPS_PER_CLIENT_PER_SECOND", "1.5"),
+        ("TENANT_FAIRNESS", "maybe"),
     ],
 )
 def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(name: str, value: str) -> None:
