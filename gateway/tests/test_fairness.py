@@ -132,3 +132,11 @@ def test_a_client_that_hangs_up_frees_its_slot(
             ),
             within=2.0,
         )
+
+
+def test_fairness_off_lifts_the_cap_for_the_load_tests_comparison(
+    start_gateway: StartGateway, echo_admin: httpx.Client
+) -> None:
+    gateway = start_gateway({"TENANT_FAIRNESS": "off", "TENANT_MAX_IN_FLIGHT": "1"})
+    tenant = create_tenant(echo_admin, max_in_flight=1)
+    assert asyncio.run(fire(f"{gateway.url}/echo?delay=1", tenant["api_key"], 3)) == [200] * 3
