@@ -94,7 +94,7 @@ def test_a_released_slot_is_given_back_once_only() -> None:
 
 
 def test_a_wait_is_bounded_429_over_the_fair_share_503_within_it() -> None:
-    async def run() -> tuple[list[BaseException | Slot], Admission]:
+    async def run() -> tuple[tuple[Slot | BaseException, Slot | BaseException], Admission]:
         gate = admission(capacity=2, wait=0.05)
         held = [await gate.admit(A, cap=0) for _ in range(2)]
         # Both wait for the full gateway; A holds 2 of 2 (its share is 1), B holds none.
