@@ -1,6 +1,8 @@
 """Cheap refusal of junk credentials: unknown-key lookups reach PostgreSQL at a bounded rate.
 
-A key found in the in-process cache or in Redis never meets this guard, so known tenants
+The same budget covers subdomains naming no known tenant (a valid key with a random
+`Host` would otherwise cost a query each). A key or slug found in the in-process cache or
+in Redis never meets this guard, so known tenants
 keep zero queries and no extra work. Only a lookup that would query PostgreSQL takes a
 token: first from the calling client address's bucket (a flood from one address is
 refused with 429 and leaves the rest of the budget to others), then from the replica's
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from cachetools import TTLCache
 
@@ -23,8 +26,7 @@ MAX_CLIENTS = 10_000
 CLIENT_IDLE_SECONDS = 60.0
 RETRY_AFTER = {"Retry-After": "1"}
 
-KeyOwner = Callable[[bytes], Awaitable[int | None]]
-GuardedKeyOwner = Callable[..., Awaitable[int | None]]
+A = TypeVar("A")
 
 
 class TokenBucket:
@@ -76,10 +78,12 @@ class KeyLookupGuard:
             self._metrics.key_lookups_refused.labels(scope="global").inc()
             raise GatewayError(503, "too many API key lookups at once; retry shortly", RETRY_AFTER)
 
-    def guard(self, key_owner: GuardedKeyOwner, *, client: str) -> KeyOwner:
-        """`key_owner` with this client's check run before any PostgreSQL query."""
+    def guard(
+        self, lookup: Callable[..., Awaitable[int | None]], *, client: str
+    ) -> Callable[[A], Awaitable[int | None]]:
+        """`lookup` (a TenantDirectory method) with this client's check before any query."""
 
-        async def owner(digest: bytes) -> int | None:
-            return await key_owner(digest, before_query=lambda: self.check(client))
+        async def guarded(value: A) -> int | None:
+            return await lookup(value, before_query=lambda: self.check(client))
 
-        return owner
+        return guarded

@@ -43,7 +43,7 @@ async def handle(request: Request) -> Response:
     claims = identity.identify(
         request.headers, modes=settings.GATEWAY_AUTH_MODES, base_domain=settings.GATEWAY_BASE_DOMAIN
     )
-    # An unknown key may cost a PostgreSQL query only within the key guard's budget.
+    # An unknown key or slug costs a PostgreSQL query only within the key guard's budget.
     client = request.client.host if request.client else ""
     credential_tenant_id = await identity.authenticate(
         request.headers,
@@ -55,7 +55,7 @@ async def handle(request: Request) -> Response:
         claims,
         credential_tenant_id=credential_tenant_id,
         modes=settings.GATEWAY_AUTH_MODES,
-        slug_to_id=state.directory.tenant_id_for_slug,
+        slug_to_id=state.key_guard.guard(state.directory.tenant_id_for_slug, client=client),
     )
     tenant = await validate_tenant(state.directory, tenant_id)
 
