@@ -91,6 +91,8 @@ class Admission:
         # Tenants with requests waiting, in the order they get the next free slots.
         self._turns: deque[int] = deque()
         self._total = 0
+        metrics.in_flight.set_function(lambda: self._total)
+        metrics.queued.set_function(lambda: sum(len(t.waiting) for t in self._tenants.values()))
 
     @property
     def in_flight(self) -> int:

@@ -38,6 +38,15 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # Read from the admission queue at scrape time: nothing on the request path.
+        self.in_flight = Gauge(
+            "gateway_in_flight", "Requests admitted and not finished", registry=self.registry
+        )
+        self.queued = Gauge(
+            "gateway_admission_queued",
+            "Requests waiting for a slot (the replica is at GATEWAY_MAX_IN_FLIGHT)",
+            registry=self.registry,
+        )
         self.key_lookups_refused = Counter(
             "gateway_key_lookups_refused",
             "Unknown-key lookups refused before PostgreSQL: scope client (429) or global (503)",

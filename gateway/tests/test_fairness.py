@@ -101,7 +101,15 @@ def test_a_one_request_tenant_does_not_queue_behind_anothers_backlog(
             waited = time.monotonic() - started
         return await flood, answer.status_code, waited
 
-    flood, status, waited = asyncio.run(scenario())
+    async def scenario_with_gauges() -> tuple[list[int], int, float, dict[str, float]]:
+        flooding = asyncio.create_task(scenario())
+        await asyncio.sleep(1.0)
+        gauges = await asyncio.to_thread(counters, gateway.url)
+        return (*(await flooding), gauges)
+
+    flood, status, waited, gauges = asyncio.run(scenario_with_gauges())
+    # Seen mid-run by an operator: the ceiling is full; the backlog (8) and the lone one wait.
+    assert gauges["gateway_in_flight"] == 4 and gauges["gateway_admission_queued"] == 9
     assert (status, flood) == (200, [200] * 12)
     # Its turn comes at the next free slot (~1.5 s), not after the backlog (~5.5 s).
     assert waited < 3.5, f"waited {waited:.2f} s behind another tenant's backlog"
