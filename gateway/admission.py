@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
@@ -64,8 +64,15 @@ class _Releasing(Response):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_then_free(message: Message) -> None:
+            # Freed before the last chunk leaves: a keep-alive client's next request must
+            # not find this one still counted (measured: 429s at 8 connections, cap 16).
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.slot.release()
+            await send(message)
+
         try:
-            await self.inner(scope, receive, send)
+            await self.inner(scope, receive, send_then_free)
         finally:
             self.slot.release()
 

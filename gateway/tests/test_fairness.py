@@ -148,3 +148,29 @@ def test_fairness_off_lifts_the_cap_for_the_load_tests_comparison(
     gateway = start_gateway({"TENANT_FAIRNESS": "off", "TENANT_MAX_IN_FLIGHT": "1"})
     tenant = create_tenant(echo_admin, max_in_flight=1)
     assert asyncio.run(fire(f"{gateway.url}/echo?delay=1", tenant["api_key"], 3)) == [200] * 3
+
+
+def test_keep_alive_clients_at_exactly_the_cap_are_never_refused(
+    start_gateway: StartGateway, echo_admin: httpx.Client
+) -> None:
+    gateway = start_gateway({"TENANT_MAX_IN_FLIGHT": "4"})
+    tenant = create_tenant(echo_admin)
+
+    async def connection(client: httpx.AsyncClient) -> list[int]:
+        # Each next request leaves the moment the previous answer has arrived.
+        return [(await client.get("/echo")).status_code for _ in range(100)]
+
+    async def scenario() -> list[int]:
+        clients = [
+            httpx.AsyncClient(base_url=gateway.url, headers=bearer(tenant["api_key"]), timeout=10)
+            for _ in range(4)
+        ]
+        try:
+            results = await asyncio.gather(*(connection(c) for c in clients))
+        finally:
+            for c in clients:
+                await c.aclose()
+        return [status for statuses in results for status in statuses]
+
+    statuses = asyncio.run(scenario())
+    assert statuses.count(200) == 400, f"{statuses.count(429)} refused at 4 connections, cap 4"
