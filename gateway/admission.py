@@ -121,7 +121,9 @@ class Admission:
         """A slot now, or after a fair wait; 429 over the tenant's cap or share, 503 when full."""
         if not self._enabled:
             return Slot(None, tenant_id)
-        tenant = self._tenants.setdefault(tenant_id, _Tenant())
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            tenant = self._tenants[tenant_id] = _Tenant()
         if cap > 0 and tenant.in_flight + len(tenant.waiting) >= cap:
             self._forget_if_idle(tenant_id)
             self._metrics.admission_refused.labels(reason="tenant_in_flight").inc()
