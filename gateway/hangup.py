@@ -27,7 +27,8 @@ async def abandon_on_hangup(request: Request, step: Callable[[Request], Awaitabl
     """step(request) with the same request, cancelled if the client disconnects first."""
     queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)
     current = asyncio.current_task()
-    assert current is not None
+    if current is None:
+        raise RuntimeError("abandon_on_hangup runs inside a request's task")
     finished = hung_up = False
 
     async def pump() -> None:
