@@ -174,3 +174,33 @@ def test_keep_alive_clients_at_exactly_the_cap_are_never_refused(
 
     statuses = asyncio.run(scenario())
     assert statuses.count(200) == 400, f"{statuses.count(429)} refused at 4 connections, cap 4"
+
+
+def test_slow_bodies_use_up_only_their_own_tenants_slots(
+    start_gateway: StartGateway, echo_admin: httpx.Client
+) -> None:
+    gateway = start_gateway({"TENANT_MAX_IN_FLIGHT": "4"})
+    slow, quiet = create_tenant(echo_admin), create_tenant(echo_admin)
+    url = urlsplit(gateway.url)
+    assert url.hostname is not None and url.port is not None
+    # Headers promising a body that never comes (the slow-body attacker).
+    hanging = []
+    for _ in range(4):
+        conn = socket.create_connection((url.hostname, url.port))
+        conn.sendall(
+            f"POST /echo HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: 200\r\n"
+            f"Authorization: Bearer {slow['api_key']}\r\nContent-Type: application/json\r\n\r\n"
+            "{".encode()
+        )
+        hanging.append(conn)
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        refused = httpx.post(f"{gateway.url}/echo", headers=bearer(slow["api_key"]), json={})
+        served = httpx.get(f"{gateway.url}/echo", headers=bearer(quiet["api_key"]))
+        elapsed = time.monotonic() - started
+    finally:
+        for conn in hanging:
+            conn.close()
+    assert refused.status_code == 429 and "max_in_flight" in refused.json()["detail"]
+    assert served.status_code == 200 and elapsed < 1.0
