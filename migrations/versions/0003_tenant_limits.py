@@ -4,14 +4,14 @@ Both nullable: null means "the deployment's default" (TENANT_MAX_IN_FLIGHT, and 
 services' own statement timeout), so existing tenants keep working unchanged.
 
 Revision ID: 0003_tenant_limits
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0003_tenant_limits"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

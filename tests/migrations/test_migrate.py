@@ -31,9 +31,11 @@ def _migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def _head() -> str:
-    """The newest revision in migrations/versions (one head)."""
     config = Config(str(ROOT / "alembic.ini"))
-    return str(ScriptDirectory.from_config(config).get_current_head())
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
 
 
 def _schema(url: str) -> list[tuple[str, ...]]:
