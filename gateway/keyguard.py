@@ -2,12 +2,15 @@
 
 The same budget covers subdomains naming no known tenant (a valid key with a random
 `Host` would otherwise cost a query each). A key or slug found in the in-process cache or
-in Redis never meets this guard, so known tenants
-keep zero queries and no extra work. Only a lookup that would query PostgreSQL takes a
-token: first from the calling client address's bucket (a flood from one address is
-refused with 429 and leaves the rest of the budget to others), then from the replica's
-global bucket (503 when even that is empty: the database is protected whoever floods).
-Per replica, so PostgreSQL sees at most replicas x KEY_LOOKUPS_PER_SECOND such queries.
+in Redis never meets this guard, so known tenants keep zero queries and no extra work.
+
+A lookup that would query PostgreSQL takes a token first from its client address's bucket
+(empty: 429 for that address alone), then from the replica's (empty: 503, the database is
+protected whoever floods). When the key turns out to exist, both tokens are given back: a
+client with many valid keys (a backend serving many tenants, a load test starting up)
+spends nothing, while every unknown key costs its address and the replica one token.
+Per replica, so PostgreSQL sees at most replicas x 2 x KEY_LOOKUPS_PER_SECOND such queries
+in any second.
 """
 
 from __future__ import annotations
@@ -24,30 +27,38 @@ from gateway.metrics import Metrics
 # Idle buckets are full buckets: forgetting one after a minute changes nothing.
 MAX_CLIENTS = 10_000
 CLIENT_IDLE_SECONDS = 60.0
+# An address may spend this many at once: room for a client that starts with many keys
+# not yet cached (they are refunded once found), while its own rate stays the setting's.
+CLIENT_BURST = 20
 RETRY_AFTER = {"Retry-After": "1"}
 
 A = TypeVar("A")
 
 
 class TokenBucket:
-    """`rate` tokens a second, holding at most `rate` (one second's worth of burst)."""
+    """`rate` tokens a second, holding at most `burst`."""
 
-    __slots__ = ("rate", "tokens", "stamp")
+    __slots__ = ("rate", "burst", "tokens", "stamp")
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
-        self.tokens = rate
+        self.burst = burst
+        self.tokens = burst
         self.stamp = time.monotonic()
 
     def take(self) -> bool:
         """Spend one token if there is one."""
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
             self.tokens -= 1
             return True
         return False
+
+    def give_back(self) -> None:
+        """Return a token that was spent on a lookup that found something."""
+        self.tokens = min(self.burst, self.tokens + 1)
 
 
 class KeyLookupGuard:
@@ -56,7 +67,8 @@ class KeyLookupGuard:
     def __init__(
         self, *, per_second: int, per_client_per_second: int, metrics: Metrics, enabled: bool
     ) -> None:
-        self._global = TokenBucket(per_second) if enabled and per_second > 0 else None
+        # One second's worth of burst: in any second at most 2 x per_second get through.
+        self._global = TokenBucket(per_second, per_second) if enabled and per_second else None
         self._per_client = per_client_per_second if enabled else 0
         self._clients: TTLCache[str, TokenBucket] = TTLCache(
             maxsize=MAX_CLIENTS, ttl=CLIENT_IDLE_SECONDS, timer=time.monotonic
@@ -65,18 +77,33 @@ class KeyLookupGuard:
 
     def check(self, client: str) -> None:
         """Spend this client's and the replica's tokens, or refuse (429 / 503)."""
-        if self._per_client > 0:
-            bucket = self._clients.get(client)
-            if bucket is None:
-                bucket = self._clients[client] = TokenBucket(self._per_client)
-            if not bucket.take():
-                self._metrics.key_lookups_refused.labels(scope="client").inc()
-                raise GatewayError(
-                    429, "too many unrecognised API keys from this address", RETRY_AFTER
-                )
+        bucket = self._client_bucket(client)
+        if bucket is not None and not bucket.take():
+            self._metrics.key_lookups_refused.labels(scope="client").inc()
+            raise GatewayError(429, "too many unrecognised API keys from this address", RETRY_AFTER)
         if self._global is not None and not self._global.take():
+            if bucket is not None:
+                bucket.give_back()
             self._metrics.key_lookups_refused.labels(scope="global").inc()
             raise GatewayError(503, "too many API key lookups at once; retry shortly", RETRY_AFTER)
+
+    def refund(self, client: str) -> None:
+        """The lookup found a tenant: give its tokens back."""
+        bucket = self._client_bucket(client)
+        if bucket is not None:
+            bucket.give_back()
+        if self._global is not None:
+            self._global.give_back()
+
+    def _client_bucket(self, client: str) -> TokenBucket | None:
+        if self._per_client <= 0:
+            return None
+        bucket = self._clients.get(client)
+        if bucket is None:
+            bucket = self._clients[client] = TokenBucket(
+                self._per_client, max(self._per_client, CLIENT_BURST)
+            )
+        return bucket
 
     def guard(
         self, lookup: Callable[..., Awaitable[int | None]], *, client: str
@@ -84,6 +111,16 @@ class KeyLookupGuard:
         """`lookup` (a TenantDirectory method) with this client's check before any query."""
 
         async def guarded(value: A) -> int | None:
-            return await lookup(value, before_query=lambda: self.check(client))
+            charged = False
+
+            def before_query() -> None:
+                nonlocal charged
+                self.check(client)
+                charged = True
+
+            found = await lookup(value, before_query=before_query)
+            if charged and found is not None:
+                self.refund(client)
+            return found
 
         return guarded
