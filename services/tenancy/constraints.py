@@ -30,7 +30,8 @@ def constraint_name_matches(reported: str, name: str) -> bool:
     if hashed is None:
         return False
     # Citus clips only names too long to take the suffix whole; a clipped prefix of a short
-    # name is another constraint.
+    # name is another constraint. (Two long names of one table sharing the clipped prefix
+    # would differ only in the hash; no tenantkit table has such a pair.)
     shard_suffix_bytes = 1 + len(hashed.group(1))
     clipped = reported[: hashed.start()]
     too_long = len(name.encode()) >= _MAX_NAME_BYTES + 1 - shard_suffix_bytes
