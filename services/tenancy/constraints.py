@@ -17,6 +17,9 @@ from sqlalchemy.exc import IntegrityError
 _MAX_NAME_BYTES = 63
 _SHARD_SUFFIX = re.compile(r"_(\d+)$")
 _HASHED_SUFFIX = re.compile(r"_[0-9a-f]{8}_(\d+)$")
+# PostgreSQL's own wording ('violates unique constraint "x"', '... foreign key constraint
+# "x"'): the coordinator relays a worker's error with its message but without the field.
+_NAMED_IN_MESSAGE = re.compile(r'violates [a-z ]*constraint "([^"]+)"')
 
 
 def constraint_name_matches(reported: str, name: str) -> bool:
@@ -42,7 +45,11 @@ def violated_constraint(error: IntegrityError) -> str | None:
     """The name PostgreSQL reported for the violated constraint, when it reported one."""
     diag = getattr(error.orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
-    return name if isinstance(name, str) else None
+    if isinstance(name, str):
+        return name
+    message = getattr(diag, "message_primary", None)
+    found = _NAMED_IN_MESSAGE.search(message) if isinstance(message, str) else None
+    return found.group(1) if found else None
 
 
 def domain_error_for(

@@ -10,6 +10,7 @@ from services.tenancy.constraints import domain_error_for
 from services.users.models import User
 from services.users.schemas import UserCreate, UserUpdate
 
+
 class UserNotFound(Exception):
     """No user with this id for the current tenant (whether or not another tenant has one)."""
 
@@ -25,7 +26,7 @@ class TenantGone(Exception):
 # By the names the schema gives them (on Citus, a shard's copy carries a suffix: matched too).
 # A tenant deleted after the gateway vouched for it: the id trigger's counter insert hits
 # its foreign key first, the row's own would otherwise.
-_CONSTRAINT_ERRORS: dict[str, type[Exception]] = {
+CONSTRAINT_ERRORS: dict[str, type[Exception]] = {
     "users_tenant_email_key": DuplicateEmail,
     "users_tenant_id_fkey": TenantGone,
     "tenant_row_ids_tenant_id_fkey": TenantGone,
@@ -76,7 +77,7 @@ def _flush(session: Session) -> None:
     try:
         session.flush()
     except IntegrityError as exc:
-        domain_error = domain_error_for(exc, _CONSTRAINT_ERRORS)
+        domain_error = domain_error_for(exc, CONSTRAINT_ERRORS)
         if domain_error is None:
             raise
         raise domain_error from None

@@ -9,10 +9,17 @@ from typing import Any
 import httpx
 import psycopg2
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from kit.procs import ServiceProcess
 from kit.testing import Database, new_database
-from services.tenancy.constraints import constraint_name_matches
+from services.tenancy.constraints import (
+    constraint_name_matches,
+    domain_error_for,
+    violated_constraint,
+)
+from services.users.service import CONSTRAINT_ERRORS, DuplicateEmail, TenantGone
 from services.users.tests.conftest import SignedClient
 
 
@@ -105,3 +112,36 @@ def test_shard_names_match_only_their_own_constraint(
     reported: str, name: str, matches: bool
 ) -> None:
     assert constraint_name_matches(reported, name) is matches
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "message", "expected"),
+    [
+        (
+            "unique_violation",
+            'duplicate key value violates unique constraint "users_tenant_email_key_102063"',
+            DuplicateEmail,
+        ),
+        (
+            "foreign_key_violation",
+            'insert or update on table "tenant_row_ids_102072" violates foreign key '
+            'constraint "tenant_row_ids_tenant_id_fkey_102072"',
+            TenantGone,
+        ),
+        ("unique_violation", 'violates unique constraint "users_pkey_102063"', None),
+    ],
+)
+def test_a_relayed_error_without_the_constraint_field_still_maps(
+    app_engine: Engine, sqlstate: str, message: str, expected: type[Exception] | None
+) -> None:
+    # A Citus coordinator relays a worker's violation with its SQLSTATE and message only (no
+    # constraint_name field); RAISE produces exactly that shape on plain PostgreSQL.
+    raise_it = f"DO $$ BEGIN RAISE {sqlstate} USING MESSAGE = {_quoted(message)}; END $$"
+    with pytest.raises(IntegrityError) as caught, app_engine.connect() as conn:
+        conn.exec_driver_sql(raise_it)
+    assert violated_constraint(caught.value) == message.rsplit('"', 2)[1]
+    assert domain_error_for(caught.value, CONSTRAINT_ERRORS) is expected
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

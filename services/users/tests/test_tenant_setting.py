@@ -1,4 +1,4 @@
-"""TENANT_SETTING: fused on plain PostgreSQL, a round trip of its own on Citus, as chosen at start."""
+"""TENANT_SETTING: fused on plain PostgreSQL, its own round trip on Citus, chosen at start."""
 
 from __future__ import annotations
 
@@ -54,9 +54,7 @@ def test_auto_sets_the_tenant_separately_where_citus_is_installed(
     assert choice.describe() == "separate (TENANT_SETTING=auto, Citus detected)"
 
 
-def test_an_explicit_mode_wins_over_detection(
-    app_engine: Engine, citus_lookalike: Engine
-) -> None:
+def test_an_explicit_mode_wins_over_detection(app_engine: Engine, citus_lookalike: Engine) -> None:
     assert choose_tenant_setting(app_engine, "separate").form == "separate"
     assert choose_tenant_setting(citus_lookalike, "fused").form == "fused"
 
