@@ -19,11 +19,13 @@ from sqlalchemy.engine import make_url
 from kit.binaries import PgBinaries, postgres_installations
 from kit.servers import SUPERUSER, PgServer
 from kit.stacks import Database, new_database
+from services.tenancy.dburl import OWNER_ROLE_DEFAULT, derive_role_url, plain
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALING_DOC = ROOT / "docs" / "scaling.md"
-# The doc's SQL blocks that `make test-citus` runs are the ones right after this line.
-DOC_MARKER = "<!-- make test-citus runs the next block -->"
+# The doc's SQL blocks that `make test-citus` runs: the ones right after such a line, as the
+# role it names.
+DOC_MARKER = re.compile(r"<!-- make test-citus runs the next block as (a superuser|the owner) -->")
 WORKERS = 2
 
 
@@ -139,23 +141,28 @@ def _literal(value: str) -> str:
 
 def _login_roles(database: Database) -> dict[str, str]:
     """Every role (and its password) that the stack's URLs log in with."""
-    roles = {}
+    roles: dict[str, str] = {}
     for field in fields(database):
         value = getattr(database, field.name)
         if isinstance(value, str) and value.startswith("postgres"):
-            url = make_url(value)
-            if url.username and url.password:
-                roles[url.username] = str(url.password)
+            roles |= _login_roles_of(value)
     return roles
 
 
-def doc_sql_blocks(doc: Path = SCALING_DOC) -> list[str]:
-    """The SQL blocks of docs/scaling.md that follow the marker, in order."""
+def _login_roles_of(url: str) -> dict[str, str]:
+    parsed = make_url(url)
+    if parsed.username and parsed.password:
+        return {parsed.username: str(parsed.password)}
+    return {}
+
+
+def doc_sql_blocks(doc: Path = SCALING_DOC) -> list[tuple[str, str]]:
+    """(who, SQL) of each block of docs/scaling.md that follows a marker, in order."""
     text = doc.read_text()
-    pattern = re.escape(DOC_MARKER) + r"\s*```sql\n(.*?)```"
+    pattern = DOC_MARKER.pattern + r"\s*```sql\n(.*?)```"
     blocks = re.findall(pattern, text, re.DOTALL)
     if not blocks:
-        raise RuntimeError(f"no SQL block follows {DOC_MARKER!r} in {doc}")
+        raise RuntimeError(f"no SQL block follows a make test-citus marker in {doc}")
     return blocks
 
 
@@ -192,11 +199,20 @@ def prepare_database(cluster: CitusCluster, *, name: str, log_dir: Path) -> Data
         *(f"SELECT citus_add_node('127.0.0.1', {w.port})" for w in cluster.workers),
     )
     log_dir.mkdir(parents=True, exist_ok=True)
-    database = new_database(coordinator, log_dir=log_dir, name=name)
-    # Node authentication for every role the stack logs in with (docs/scaling.md §6).
-    for role, password in _login_roles(database).items():
+    # Node authentication before the migrations (docs/scaling.md §6): their DDL runs as the
+    # owner, and Citus propagates it to the workers as the owner. pg_dist_authinfo takes only
+    # existing roles, so each login role is made first, with the password the migrations
+    # derive for it; they then give it its attributes and grants.
+    bootstrap = coordinator.owner_url(name)
+    owner_url = plain(derive_role_url(bootstrap, role=OWNER_ROLE_DEFAULT))
+    roles = _login_roles(Database.derived(name, bootstrap)) | _login_roles_of(owner_url)
+    roles.pop(SUPERUSER, None)  # already known to every node, above
+    for role, password in roles.items():
+        _on_node(coordinator, name, f'CREATE ROLE "{role}" LOGIN PASSWORD {_literal(password)}')
         for node in cluster.nodes:
             _on_node(node, name, _authinfo(role, password))
-    for block in doc_sql_blocks():
-        run_psql(coordinator.binaries, database.url, block, log_dir / "scaling-doc.log")
+    database = new_database(coordinator, log_dir=log_dir, name=name)
+    for who, block in doc_sql_blocks():
+        url = database.url if who == "a superuser" else owner_url
+        run_psql(coordinator.binaries, url, block, log_dir / "scaling-doc.log")
     return database
