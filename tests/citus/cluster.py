@@ -27,6 +27,13 @@ SCALING_DOC = ROOT / "docs" / "scaling.md"
 # role it names.
 DOC_MARKER = re.compile(r"<!-- make test-citus runs the next block as (a superuser|the owner) -->")
 WORKERS = 2
+EARLY_TENANTS = ("before-citus-1", "before-citus-2")
+EARLY_ROWS = (
+    "INSERT INTO tenants (name) VALUES " + ", ".join(f"('{t}')" for t in EARLY_TENANTS),
+    "INSERT INTO users (tenant_id, name, email) "
+    "SELECT t.id, 'early ' || n, 'early' || n || '@x.example' "
+    "FROM tenants t, generate_series(1, 2) AS n WHERE t.name LIKE 'before-citus-%'",
+)
 
 
 def citus_installation() -> PgBinaries | None:
@@ -212,6 +219,9 @@ def prepare_database(cluster: CitusCluster, *, name: str, log_dir: Path) -> Data
         for node in cluster.nodes:
             _on_node(node, name, _authinfo(role, password))
     database = new_database(coordinator, log_dir=log_dir, name=name)
+    # Tenants with users before distribution, as a database that grows into Citus has: the
+    # doc's steps must carry rows and id counters over (tests/citus checks they did).
+    _on_node(coordinator, name, *EARLY_ROWS)
     for who, block in doc_sql_blocks():
         url = database.url if who == "a superuser" else owner_url
         run_psql(coordinator.binaries, url, block, log_dir / "scaling-doc.log")

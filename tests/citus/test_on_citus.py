@@ -12,6 +12,7 @@ import httpx
 import psycopg2
 import psycopg2.extensions
 import pytest
+from cluster import EARLY_TENANTS
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -75,6 +76,30 @@ def test_the_doc_distributed_the_tenant_tables_colocated(
         "SELECT DISTINCT colocation_id FROM citus_tables WHERE citus_table_type = 'distributed'",
     )
     assert len(groups) == 1
+
+
+def test_rows_from_before_distribution_kept_their_ids_and_counters(
+    database: Database, coordinator: psycopg2.extensions.connection
+) -> None:
+    rows = _rows(
+        coordinator,
+        "SELECT t.name, u.id FROM users u JOIN tenants t ON t.id = u.tenant_id "
+        "WHERE t.name = ANY(%s) ORDER BY 1, 2",
+        list(EARLY_TENANTS),
+    )
+    assert rows == [(t, i) for t in EARLY_TENANTS for i in (1, 2)]
+    tenant = _rows(coordinator, "SELECT id FROM tenants WHERE name = %s", EARLY_TENANTS[0])[0][0]
+    conn = psycopg2.connect(database.app_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"SET LOCAL app.tenant_id = '{int(tenant)}'")
+            cur.execute(
+                "INSERT INTO users (tenant_id, name) VALUES (%s, 'after') RETURNING id", (tenant,)
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row == (3,)
 
 
 def test_users_service_sets_the_tenant_in_its_own_round_trip_on_citus(
