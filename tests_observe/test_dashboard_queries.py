@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,7 +92,10 @@ def _query(prometheus: str, expr: str) -> list[object]:
 def test_every_dashboard_query_returns_data(
     prometheus: str, gateway: ServiceProcess, admin: httpx.Client
 ) -> None:
-    created = admin.post("/admin/tenants", json={"name": f"observe-{uuid.uuid4().hex[:8]}"})
+    # One request in flight at a time: a burst of parallel ones shows fairness refusals.
+    created = admin.post(
+        "/admin/tenants", json={"name": f"observe-{uuid.uuid4().hex[:8]}", "max_in_flight": 1}
+    )
     assert created.status_code == 201, created.text
     key = {"Authorization": f"Bearer {created.json()['api_key']}"}
     queries = [
@@ -108,6 +112,8 @@ def test_every_dashboard_query_returns_data(
             client.post("/users", json={"name": "dashboard"})
             client.get("/users")
             client.get("/users/999999999")
+            with ThreadPoolExecutor(8) as burst:
+                list(burst.map(lambda _: client.get("/users"), range(8)))
             time.sleep(0.2)
             missing = [q for q in missing if not _query(prometheus, q)]
     assert not missing, f"dashboard queries without data: {missing}"

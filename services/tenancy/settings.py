@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
+from services.tenancy.tenant_setting import TenantSettingMode
 
 EXIT_BAD_SETTING = 2
 
@@ -29,6 +30,8 @@ class TenantServiceSettings(BaseSettings):
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-tenant labels or usage accounting (only to measure what they cost).
     METRICS_PER_TENANT: bool = True
+    # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
+    TENANT_SETTING: TenantSettingMode = "auto"
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod
