@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.config import Settings
 from gateway.usage import p95_ms
+from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.tenantmetrics import OTHER, RequestStats
 from services.tenancy.topk import TopTenants
 
@@ -85,3 +88,20 @@ def test_p95_is_interpolated_inside_its_bucket() -> None:
     counts = [90, 0, 0, 0, 10] + [0] * 7
     assert p95_ms(counts) == 75.0
     assert p95_ms([0] * 12) is None
+
+
+@pytest.mark.parametrize("value", ["0", "1001", "many"])
+def test_a_bad_top_k_stops_gateway_and_service_naming_the_variable(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {
+        "ADMIN_TOKEN": "a" * 32,
+        "INTERNAL_SIGNING_SECRET": "s" * 32,
+        "DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/d",
+    }
+    with pytest.raises(SystemExit):
+        Settings.load(**base, METRICS_TENANT_TOP_K=value)
+    assert "invalid setting METRICS_TENANT_TOP_K" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        TenantServiceSettings.load({**base, "METRICS_TENANT_TOP_K": value})
+    assert "invalid setting METRICS_TENANT_TOP_K" in capsys.readouterr().err
