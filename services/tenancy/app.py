@@ -17,8 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.tenancy import health
 from services.tenancy.audit import UnsafeDatabase, require_isolation
+from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
-from services.tenancy.runtime import Tenancy, create_tenant_engine
+from services.tenancy.fairshare import TenantShares, install_share_error_handler
+from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
 
 EXIT_UNSAFE_DATABASE = 3
@@ -66,8 +68,20 @@ def create_tenant_app(
         engine = create_tenant_engine(settings.database_url(), application_name=name)
         try:
             await run_in_threadpool(require_isolation, engine)
+            shares = TenantShares.of_pool(
+                capacity=POOL_CAPACITY,
+                percent=settings.TENANT_POOL_SHARE_PERCENT,
+                wait_seconds=settings.TENANT_POOL_WAIT_SECONDS,
+                enabled=settings.TENANT_FAIRNESS == "on",
+            )
             yield {
-                "tenancy": Tenancy(engine=engine, signing_secret=settings.signing_secret, log=log)
+                "tenancy": Tenancy(
+                    engine=engine,
+                    signing_secret=settings.signing_secret,
+                    log=log,
+                    shares=shares,
+                    statement_timeout_ms=settings.TENANT_STATEMENT_TIMEOUT_MS,
+                )
             }
         finally:
             engine.dispose()
@@ -78,12 +92,15 @@ def create_tenant_app(
 
     app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
     app.add_middleware(TrailingSlashInsensitive)
+    # Outermost: the body is complete before routing, so no dependency's query waits on it.
+    app.add_middleware(ReadBodyFirst)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
     for error in error_map:
         app.add_exception_handler(error, domain_error)
     install_database_error_handlers(app)
+    install_share_error_handler(app)
     return app
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -38,9 +38,23 @@ def signed_context(request: Request) -> TenantContext:
 TenantDep = Annotated[TenantContext, Depends(signed_context)]
 
 
-def tenant_session(request: Request, context: TenantDep) -> Iterator[Session]:
+async def tenant_share(request: Request, context: TenantDep) -> AsyncIterator[None]:
+    """Hold one of the tenant's slots of the pool (fairshare.py) while its session is open."""
+    # Async on purpose: a request waiting for its tenant's slot must not hold a worker thread.
+    async with tenancy(request).shares.slot(context.tenant_id):
+        yield
+
+
+def tenant_session(
+    request: Request,
+    context: TenantDep,
+    _share: Annotated[None, Depends(tenant_share, scope="function")],
+) -> Iterator[Session]:
     """One transaction per request, as the signed tenant; committed before the response."""
-    with tenancy(request).session(context.tenant_id) as session, session.begin():
+    session = tenancy(request).session(
+        context.tenant_id, statement_timeout_ms=context.statement_timeout_ms
+    )
+    with session, session.begin():
         yield session
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
+from services.tenancy.fairshare import TenantShares
 from services.tenancy.session import TenantSession, install_engine_hooks, open_tenant_session
 
 # A dead or unreachable PostgreSQL must cost a request seconds, not minutes: the gateway
@@ -16,6 +17,10 @@ from services.tenancy.session import TenantSession, install_engine_hooks, open_t
 CONNECT_TIMEOUT_SECONDS = 2
 POOL_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 4000
+POOL_SIZE = 10
+MAX_OVERFLOW = 10
+# The most connections one service process opens; each tenant's share is a part of it.
+POOL_CAPACITY = POOL_SIZE + MAX_OVERFLOW
 
 
 def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
@@ -23,8 +28,8 @@ def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
     engine = create_engine(
         to_psycopg2(url, application_name=application_name),
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
@@ -52,7 +57,18 @@ class Tenancy:
     engine: Engine
     signing_secret: str
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tenancy"))
+    # Off unless the app factory sets it from the settings (TENANT_FAIRNESS).
+    shares: TenantShares = field(default_factory=lambda: TenantShares(limit=None, wait_seconds=0.0))
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
 
-    def session(self, tenant_id: int) -> TenantSession:
-        """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL."""
-        return open_tenant_session(self.engine, tenant_id=tenant_id)
+    def session(self, tenant_id: int, *, statement_timeout_ms: int | None = None) -> TenantSession:
+        """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL.
+
+        Its statements are cancelled after `statement_timeout_ms` (the tenant's own limit),
+        else after the service's default.
+        """
+        return open_tenant_session(
+            self.engine,
+            tenant_id=tenant_id,
+            statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import ClassVar, NoReturn, Self
+from typing import ClassVar, Literal, NoReturn, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +25,13 @@ class TenantServiceSettings(BaseSettings):
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
     INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+    # Fairness (docs/fairness.md): `off` lifts the per-tenant share of the pool, for the
+    # load test's comparison. The gateway reads the same variable for its own policies.
+    TENANT_FAIRNESS: Literal["on", "off"] = "on"
+    TENANT_POOL_SHARE_PERCENT: int = Field(default=25, ge=1, le=100)
+    TENANT_POOL_WAIT_SECONDS: float = Field(default=1.0, ge=0, le=3)
+    # A tenant's statements are cancelled after this, unless the gateway signs its own value.
+    TENANT_STATEMENT_TIMEOUT_MS: int = Field(default=4000, ge=1, le=600_000)
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod

@@ -30,6 +30,9 @@ class SignatureError(Exception):
 class TenantContext:
     tenant_id: int
     request_id: str
+    # The tenant's own statement timeout, when the gateway vouches for one (else the
+    # service's TENANT_STATEMENT_TIMEOUT_MS applies).
+    statement_timeout_ms: int | None = None
 
 
 def request_target(raw_path: bytes | str, query_string: bytes | str = b"") -> str:
