@@ -29,6 +29,13 @@ GATEWAY_PASSTHROUGH = (
     "TENANT_CACHE_TTL_SECONDS",
     "UPSTREAM_TIMEOUT_SECONDS",
 )
+# Settings the user may export that every service reads as they are (fairness, SPEC §3).
+SERVICES_PASSTHROUGH = (
+    "TENANT_FAIRNESS",
+    "TENANT_POOL_SHARE_PERCENT",
+    "TENANT_POOL_WAIT_SECONDS",
+    "TENANT_STATEMENT_TIMEOUT_MS",
+)
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0
 SERVERS_STOP_SECONDS = 4.0
@@ -115,7 +122,11 @@ class Runner:
         users = self._start(
             "users",
             self.config.users_port,
-            {"APP_DATABASE_URL": app_url, "INTERNAL_SIGNING_SECRET": signing_secret},
+            {
+                **{k: environ[k] for k in SERVICES_PASSTHROUGH if k in environ},
+                "APP_DATABASE_URL": app_url,
+                "INTERNAL_SIGNING_SECRET": signing_secret,
+            },
         )
         gateway_env = {k: environ[k] for k in GATEWAY_PASSTHROUGH if k in environ}
         gateway = self._start(
