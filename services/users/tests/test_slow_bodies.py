@@ -43,11 +43,20 @@ def _open_trickle(api: SignedClient, tenant: int, user_id: int) -> socket.socket
         "Host": f"{url.host}:{url.port}",
         "Content-Type": "application/json",
         "Content-Length": str(BODY_BYTES),
+        "Connection": "close",
     }
     head = f"PATCH {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     sock = socket.create_connection((url.host, url.port or 80), timeout=10)
     sock.sendall(head.encode() + b"\r\n" + _padded_body("Trickled")[:1])
     return sock
+
+
+def _read_to_close(sock: socket.socket) -> str:
+    """The whole answer (the request said `Connection: close`)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 def _idle_in_transaction(owner: psycopg2.extensions.connection) -> int:
@@ -96,7 +105,7 @@ def test_trickled_bodies_hold_no_connection_and_other_tenants_keep_being_served(
         for sock in sockets:
             sock.close()
     assert [status for status, _ in answers] == [200] * len(answers)
-    assert max(took for _, took in answers) < 1.0
+    assert max(took for _, took in answers) < 2.5  # the pool timeout (3 s) never hit
     # The target was never changed by a half-sent body.
     assert users.request("GET", f"/users/{made.json()['id']}", attacker).json()["name"] == "Target"
 
@@ -112,7 +121,7 @@ def test_a_slow_but_complete_body_is_applied(
         for part in (rest[:100], rest[100:]):
             time.sleep(0.3)
             sock.sendall(part)
-        answer = sock.recv(65536).decode()
+        answer = _read_to_close(sock)
     finally:
         sock.close()
     assert answer.startswith("HTTP/1.1 200"), answer
