@@ -30,7 +30,6 @@ class OverShare(Exception):
 class _Holders:
     semaphore: asyncio.Semaphore
     users: int = 0  # holders and waiters: the entry goes when nobody needs it
-    held: int = 0
 
 
 class TenantShares:
@@ -49,11 +48,6 @@ class TenantShares:
         limit = max(1, capacity * percent // 100) if enabled else None
         return cls(limit=limit, wait_seconds=wait_seconds)
 
-    def held(self, tenant_id: int) -> int:
-        """How many sessions `tenant_id` holds now (for tests and metrics)."""
-        holders = self._tenants.get(tenant_id)
-        return holders.held if holders is not None else 0
-
     @asynccontextmanager
     async def slot(self, tenant_id: int) -> AsyncIterator[None]:
         """Hold one of the tenant's slots for the block; `OverShare` when none comes free."""
@@ -66,11 +60,9 @@ class TenantShares:
         holders.users += 1
         try:
             await self._acquire(holders.semaphore, tenant_id)
-            holders.held += 1
             try:
                 yield
             finally:
-                holders.held -= 1
                 holders.semaphore.release()
         finally:
             holders.users -= 1

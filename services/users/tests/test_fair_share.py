@@ -6,6 +6,7 @@ route holds a real PostgreSQL session for as long as the test asks.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ import pytest
 from kit.procs import start_service
 from kit.testing import Database
 from services.tenancy.errors import STATEMENT_TIMEOUT
-from services.tenancy.fairshare import OVER_SHARE
+from services.tenancy.fairshare import OVER_SHARE, OverShare, TenantShares
 from services.tenancy.runtime import POOL_CAPACITY
 from services.users.config import Settings
 from services.users.tests.conftest import SignedClient
@@ -153,3 +154,22 @@ def test_bad_fairness_setting_stops_the_service_with_one_line_naming_it(
     assert exited.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"users-service: invalid setting {name}:")
+
+
+def test_shares_refuse_only_the_tenant_at_its_limit_and_forget_idle_tenants() -> None:
+    async def scenario() -> None:
+        shares = TenantShares(limit=2, wait_seconds=0.2)
+        async with shares.slot(1), shares.slot(1):
+            # Tenant 2 is not slowed by tenant 1 being at its limit.
+            async with asyncio.timeout(0.1), shares.slot(2):
+                pass
+            with pytest.raises(OverShare):
+                async with shares.slot(1):
+                    pass
+        # Freed: tenant 1 gets a slot at once again; and nothing is kept per idle tenant
+        # (10,000 tenants must not mean 10,000 entries).
+        async with asyncio.timeout(0.1), shares.slot(1):
+            pass
+        assert shares._tenants == {}  # noqa: SLF001
+
+    asyncio.run(scenario())
