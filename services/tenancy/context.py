@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from services.tenancy.runtime import Tenancy
+from services.tenancy.settings import MAX_STATEMENT_TIMEOUT_MS
 from services.tenancy.signing import SignatureError, TenantContext, request_target, verify_headers
 
 
@@ -37,6 +38,18 @@ def signed_context(request: Request) -> TenantContext:
 
 TenantDep = Annotated[TenantContext, Depends(signed_context)]
 
+# The signed field that carries a tenant's own statement timeout (the tenants row's
+# statement_timeout_ms); absent, the service's TENANT_STATEMENT_TIMEOUT_MS applies.
+STATEMENT_TIMEOUT_FIELD = "statement_timeout_ms"
+
+
+def tenant_statement_timeout(context: TenantContext) -> int | None:
+    """The tenant's own statement timeout in ms when the gateway signed a valid one."""
+    raw = context.extra.get(STATEMENT_TIMEOUT_FIELD, "")
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_STATEMENT_TIMEOUT_MS:
+        return int(raw)
+    return None
+
 
 async def tenant_share(request: Request, context: TenantDep) -> AsyncIterator[None]:
     """Hold one of the tenant's slots of the pool (fairshare.py) while its session is open."""
@@ -52,7 +65,7 @@ def tenant_session(
 ) -> Iterator[Session]:
     """One transaction per request, as the signed tenant; committed before the response."""
     session = tenancy(request).session(
-        context.tenant_id, statement_timeout_ms=context.statement_timeout_ms
+        context.tenant_id, statement_timeout_ms=tenant_statement_timeout(context)
     )
     with session, session.begin():
         yield session

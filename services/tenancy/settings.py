@@ -13,6 +13,8 @@ from sqlalchemy.engine import URL
 from services.tenancy.dburl import derive_app_url, to_psycopg2
 
 EXIT_BAD_SETTING = 2
+# The longest statement timeout a service accepts, as its setting or a tenant's own (10 min).
+MAX_STATEMENT_TIMEOUT_MS = 600_000
 
 
 class TenantServiceSettings(BaseSettings):
@@ -31,7 +33,7 @@ class TenantServiceSettings(BaseSettings):
     TENANT_POOL_SHARE_PERCENT: int = Field(default=25, ge=1, le=100)
     TENANT_POOL_WAIT_SECONDS: float = Field(default=1.0, ge=0, le=3)
     # A tenant's statements are cancelled after this, unless the gateway signs its own value.
-    TENANT_STATEMENT_TIMEOUT_MS: int = Field(default=4000, ge=1, le=600_000)
+    TENANT_STATEMENT_TIMEOUT_MS: int = Field(default=4000, ge=1, le=MAX_STATEMENT_TIMEOUT_MS)
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod
