@@ -95,7 +95,9 @@ def _stack(server: Any, *, workdir: Path, fairness: str) -> Iterator[AttackStack
         redis.start()
         stop.callback(redis.stop)
         switch = {"TENANT_FAIRNESS": fairness}
-        users = start_service("users", env={**users_env(database, keys), **switch}, log_dir=logs)
+        # As kit.testing's fresh_stack: the services get Redis's `services` user.
+        own = users_env(database, keys, redis_url=redis.services_url)
+        users = start_service("users", env={**own, **switch}, log_dir=logs)
         stop.callback(users.stop)
         env = gateway_env(database=database, redis_url=redis.url, users_url=users.url, secrets=keys)
         gateway = start_service("gateway", env={**env, **switch}, log_dir=logs)
