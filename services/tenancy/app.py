@@ -22,6 +22,7 @@ from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
 EXIT_NO_DATABASE = 4
@@ -68,6 +69,8 @@ def create_tenant_app(
         engine = create_tenant_engine(settings.database_url(), application_name=name)
         try:
             await run_in_threadpool(require_isolation, engine)
+            choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
+            log.info("tenant setting: %s", choice.describe())
             shares = TenantShares.of_pool(
                 capacity=POOL_CAPACITY,
                 percent=settings.TENANT_POOL_SHARE_PERCENT,
@@ -79,6 +82,7 @@ def create_tenant_app(
                     engine=engine,
                     signing_secret=settings.signing_secret,
                     log=log,
+                    tenant_setting=choice,
                     shares=shares,
                     statement_timeout_ms=settings.TENANT_STATEMENT_TIMEOUT_MS,
                 )

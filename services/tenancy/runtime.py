@@ -10,7 +10,13 @@ from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
 from services.tenancy.fairshare import TenantShares
-from services.tenancy.session import TenantSession, install_engine_hooks, open_tenant_session
+from services.tenancy.session import (
+    SeparateSettingTenantSession,
+    TenantSession,
+    install_engine_hooks,
+    open_tenant_session,
+)
+from services.tenancy.tenant_setting import TenantSettingChoice
 
 # A dead or unreachable PostgreSQL must cost a request seconds, not minutes: the gateway
 # promises an answer within 5 s, so each wait below stays well under that.
@@ -64,11 +70,17 @@ class Tenancy:
     engine: Engine
     signing_secret: str
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tenancy"))
+    # Fused unless the start-up choice (TENANT_SETTING, Citus detection) said otherwise.
+    tenant_setting: TenantSettingChoice = field(
+        default_factory=lambda: TenantSettingChoice(mode="fused", citus=False, form="fused")
+    )
     # Off unless the app factory sets it from the settings (TENANT_FAIRNESS).
     shares: TenantShares = field(default_factory=lambda: TenantShares(limit=None, wait_seconds=0.0))
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
 
-    def session(self, tenant_id: int, *, statement_timeout_ms: int | None = None) -> TenantSession:
+    def session(
+        self, tenant_id: int, *, statement_timeout_ms: int | None = None
+    ) -> TenantSession | SeparateSettingTenantSession:
         """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL.
 
         Its statements are cancelled after `statement_timeout_ms` (the tenant's own limit),
@@ -77,5 +89,6 @@ class Tenancy:
         return open_tenant_session(
             self.engine,
             tenant_id=tenant_id,
+            separate=self.tenant_setting.form == "separate",
             statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
         )
