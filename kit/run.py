@@ -40,6 +40,8 @@ GATEWAY_PASSTHROUGH = (
     "GATEWAY_CACHE_SECRET",
     "GATEWAY_REPLICAS",
     "REDIS_MAX_CONNECTIONS",
+    # The gateway reads the fairness switch too (kit.procs strips it from inherited settings).
+    "TENANT_FAIRNESS",
 )
 # Settings the user may export that every service reads as they are (fairness, SPEC §3).
 SERVICES_PASSTHROUGH = (
