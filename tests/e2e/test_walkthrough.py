@@ -1,4 +1,4 @@
-"""The README's tutorial, verbatim, over HTTP: against a fresh stack and against `make run`."""
+"""The README's tutorial, its lines extracted from the README: on a fresh stack and `make run`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psycopg2
+from doclines import DocLine, Reader, names_in, sh_blocks
 from makerun import MakeRun, gone
 
 from kit.procs import ROOT, child_env
@@ -18,40 +18,42 @@ from kit.servers import PgServer, RedisServer, free_port
 from kit.testing import Stack
 
 
+def tutorial() -> list[DocLine]:
+    """The README's tutorial block: its psql line, then its curl lines (X-Tenant-ID)."""
+    blocks = [b for b in sh_blocks(ROOT / "README.md") if any("X-Tenant-ID" in c.text for c in b)]
+    assert len(blocks) == 1, blocks
+    assert [c.text.split()[0] for c in blocks[0]][:1] == ["psql"], blocks[0]
+    return blocks[0]
+
+
 def insert_tutorial_tenants(database_url: str) -> None:
-    """psql "$DATABASE_URL" -c "INSERT INTO tenants (name) VALUES ('Tenant A'), ('Tenant B');"."""
-    conn = psycopg2.connect(database_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO tenants (name) VALUES ('Tenant A'), ('Tenant B');")
-    finally:
-        conn.close()
+    """The tutorial's psql line, as the README gives it."""
+    Reader(base_url="", database_url=database_url, admin_token="").run(tutorial()[0])
 
 
 def walk_through(base_url: str) -> None:
-    """The five curl lines of the tutorial, each answer checked."""
-    with httpx.Client(base_url=base_url, timeout=10, follow_redirects=False) as client:
-        created = []
-        for tenant, name in (("1", "Alice"), ("1", "Bob"), ("2", "Charlie")):
-            # curl -X POST "$URL/users/" -H "X-Tenant-ID: 1" -d "name=Alice"
-            response = client.post("/users/", headers={"X-Tenant-ID": tenant}, data={"name": name})
-            assert response.status_code == 201, response.text
-            body = response.json()
-            assert body["name"] == name
-            assert body["tenant_id"] == int(tenant)
+    """The tutorial's curl lines, extracted from the README, each answer checked."""
+    reader = Reader(base_url=base_url, database_url="", admin_token="")
+    created = []
+    for line in tutorial()[1:]:
+        answer = reader.run(line)
+        assert answer is not None
+        request = answer.request
+        tenant = int(request.headers["X-Tenant-ID"])
+        if request.method == "POST":
+            assert answer.status_code == 201, f"{line}: {answer.text}"
+            body = answer.json()
+            assert f"name={body['name']}" == request.content.decode(), line
+            assert body["tenant_id"] == tenant
             created.append(body)
-        # Ids are numbered per tenant: Charlie is tenant 2's first user, whatever tenant 1 did.
-        assert [u["id"] for u in created] == [1, 2, 1]
-
-        tenant1 = client.get("/users/", headers={"X-Tenant-ID": "1"})
-        assert tenant1.status_code == 200, tenant1.text
-        assert [u["name"] for u in tenant1.json()] == ["Alice", "Bob"]
-        assert {u["tenant_id"] for u in tenant1.json()} == {1}
-
-        tenant2 = client.get("/users/", headers={"X-Tenant-ID": "2"})
-        assert tenant2.status_code == 200, tenant2.text
-        assert [u["name"] for u in tenant2.json()] == ["Charlie"]
-        assert "Alice" not in tenant2.text and "Bob" not in tenant2.text
+        else:
+            assert answer.status_code == 200, f"{line}: {answer.text}"
+            # The README says in a comment whose users each tenant sees: exactly those.
+            assert names_in(answer) == line.comment.split(", "), line
+            assert {u["tenant_id"] for u in answer.json()} == {tenant}
+    assert len(created) == 3 and len(reader.answers) == 5
+    # Ids are numbered per tenant: Charlie is tenant 2's first user, whatever tenant 1 did.
+    assert [u["id"] for u in created] == [1, 2, 1]
 
 
 def test_tutorial_walkthrough_in_header_mode_gives_each_tenant_only_its_users(
