@@ -79,6 +79,7 @@ def audit_owner(audit_db: Database) -> Iterator[psycopg2.extensions.connection]:
     yield conn
     with conn.cursor() as cur:
         cur.execute("DROP VIEW IF EXISTS user_names")
+        cur.execute("DROP MATERIALIZED VIEW IF EXISTS user_counts")
         cur.execute("DROP TABLE IF EXISTS notes")
     conn.close()
 
@@ -187,3 +188,54 @@ def test_refuses_a_view_that_reads_around_the_policy(audit_db: Database, audit_o
         "GRANT SELECT ON user_names TO tenantkit_app",
     )
     assert "view public.user_names exposes tenant_id without security_invoker" in _refusal(audit_db)
+
+
+def _problems(audit_db: Database) -> list[str]:
+    engine = create_tenant_engine(audit_db.app_url, application_name="users-tests")
+    try:
+        return find_isolation_problems(engine)
+    finally:
+        engine.dispose()
+
+
+def test_refuses_a_materialized_view_of_tenant_rows(audit_db: Database, audit_owner: Any) -> None:
+    _run(
+        audit_owner,
+        "CREATE MATERIALIZED VIEW user_counts AS "
+        "SELECT tenant_id, count(*) AS n FROM users GROUP BY tenant_id",
+        "GRANT SELECT ON user_counts TO tenantkit_app",
+    )
+    assert _problems(audit_db) == [
+        "materialized view public.user_counts exposes tenant_id (RLS cannot protect it)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "CREATE POLICY see_all ON notes USING (true)",
+        "CREATE POLICY see_all ON notes FOR SELECT USING (tenant_id IS NOT NULL)",
+        "CREATE POLICY see_all ON notes FOR INSERT WITH CHECK (true)",
+    ],
+)
+def test_refuses_a_policy_that_does_not_read_the_tenant_setting(
+    audit_db: Database, audit_owner: Any, policy: str
+) -> None:
+    # Beside the right policy: permissive policies are ORed, so this one alone opens the table.
+    _run(audit_owner, *_SEALED_NOTES)
+    assert _problems(audit_db) == []
+    _run(audit_owner, policy)
+    assert _problems(audit_db) == [
+        "tenant table public.notes has policy see_all that does not read app.tenant_id"
+    ]
+
+
+def test_a_restrictive_policy_that_reads_no_tenant_narrows_and_is_accepted(
+    audit_db: Database, audit_owner: Any
+) -> None:
+    _run(
+        audit_owner,
+        *_SEALED_NOTES,
+        "CREATE POLICY no_empty ON notes AS RESTRICTIVE USING (body <> '')",
+    )
+    assert _problems(audit_db) == []
