@@ -18,6 +18,7 @@ from kit.testing import Database, new_database
 from services.tenancy.audit import find_isolation_problems
 from services.tenancy.dburl import plain
 from services.tenancy.runtime import create_tenant_engine
+from services.users.config import Settings
 
 SECRET = "startup-tests-secret-0123456789"
 EXIT_BAD_SETTING = 2
@@ -42,10 +43,23 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def test_a_malformed_setting_stops_the_process_with_exit_2_and_one_line() -> None:
+    # The wiring, once, in a real process; the other cases go through the same function
+    # (Settings.load -> stop_on_bad_setting) in-process below.
+    result = _start(
+        {
+            "APP_DATABASE_URL": "postgresql://tenantkit_app:x@127.0.0.1:1/db",
+            "INTERNAL_SIGNING_SECRET": SECRET,
+            "USERS_PORT": "eighty",
+        }
+    )
+    assert result.returncode == EXIT_BAD_SETTING
+    assert _one_line(result).startswith("users-service: invalid setting USERS_PORT: ")
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"USERS_PORT": "eighty"}, "USERS_PORT"),
         ({"USERS_PORT": "70000"}, "USERS_PORT"),
         ({"INTERNAL_SIGNING_SECRET": None}, "INTERNAL_SIGNING_SECRET"),
         ({"INTERNAL_SIGNING_SECRET": "short"}, "INTERNAL_SIGNING_SECRET"),
@@ -54,16 +68,20 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
     ],
 )
 def test_malformed_setting_stops_the_process_with_one_line_naming_it(
-    env: dict[str, str | None], variable: str
+    env: dict[str, str | None], variable: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base: dict[str, str | None] = {
         "APP_DATABASE_URL": "postgresql://tenantkit_app:x@127.0.0.1:1/db",
         "INTERNAL_SIGNING_SECRET": SECRET,
         "USERS_PORT": "8001",
     }
-    result = _start({**base, **env})
-    assert result.returncode == EXIT_BAD_SETTING
-    assert _one_line(result).startswith(f"users-service: invalid setting {variable}: ")
+    given = {k: v for k, v in {**base, **env}.items() if v is not None}
+    with pytest.raises(SystemExit) as stopped:
+        Settings.load(given)
+    assert stopped.value.code == EXIT_BAD_SETTING
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"users-service: invalid setting {variable}: ")
 
 
 @pytest.fixture(scope="module")
