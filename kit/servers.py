@@ -118,15 +118,16 @@ class PgServer:
             application_name="kit",
         )
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` unless it exists; its owner URL."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create database `name` (a copy of `template` if given) unless it exists; its URL."""
         conn = self.connect()
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{name}"')
+                    copy = f' TEMPLATE "{template}"' if template else ""
+                    cur.execute(f'CREATE DATABASE "{name}"{copy}')
         finally:
             conn.close()
         return self.owner_url(name)

@@ -71,11 +71,21 @@ class Stack:
         )
 
 
+# Migrated once per cluster, then copied: CREATE DATABASE ... TEMPLATE takes a fraction of a
+# second where `python -m migrations` takes seconds. Roles are cluster-wide, so the copy's
+# grants, policies and alembic_version are exactly what migrating it would have made.
+_TEMPLATE = "tenantkit_template"
+_templated: set[Path] = set()
+
+
 def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
-    """CREATE DATABASE + migrations; returns its owner and restricted-role URLs."""
+    """A migrated database (a copy of the cluster's migrated template); owner and role URLs."""
     name = name or f"tenantkit_{next(_names)}"
-    url = server.create_database(name)
-    run_migrations(database_url=url, log_path=log_dir / f"migrate-{name}.log")
+    if server.pgdata not in _templated:
+        template_url = server.create_database(_TEMPLATE)
+        run_migrations(database_url=template_url, log_path=log_dir / f"migrate-{_TEMPLATE}.log")
+        _templated.add(server.pgdata)
+    url = server.create_database(name, template=_TEMPLATE)
     return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
 
 
