@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from gateway.config import Settings
+from gateway.dbaudit import refuse_powerful_role
 from gateway.main import create_app
 
 
@@ -14,6 +15,7 @@ def main() -> None:
     """Run the gateway with uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
     settings = Settings.load()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     uvicorn.run(
         create_app(settings),
         host=settings.GATEWAY_HOST,

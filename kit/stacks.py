@@ -10,18 +10,32 @@ import httpx
 
 from kit.procs import ServiceProcess, run_migrations
 from kit.servers import PgServer, RedisServer
-from services.tenancy.dburl import derive_app_url, plain
+from services.tenancy.dburl import derive_app_url, derive_gateway_url, plain
 
 _names = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """A migrated database: the owner's URL and the restricted role's URL (plain URLs)."""
+    """A migrated database: the bootstrap (superuser) URL and each role's URL (plain URLs).
+
+    Tests set data up through `url`; the processes they start connect as the roles.
+    """
 
     name: str
     url: str
     app_url: str
+    gateway_url: str
+
+    @classmethod
+    def derived(cls, name: str, url: str) -> Database:
+        """The roles' URLs as migrations derive them from `url` alone."""
+        return cls(
+            name=name,
+            url=url,
+            app_url=plain(derive_app_url(url)),
+            gateway_url=plain(derive_gateway_url(url)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +93,38 @@ _templated: set[Path] = set()
 
 
 def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
-    """A migrated database (a copy of the cluster's migrated template); owner and role URLs."""
+    """A migrated database (a copy of the cluster's migrated template); its and roles' URLs."""
     name = name or f"tenantkit_{next(_names)}"
     if server.pgdata not in _templated:
         template_url = server.create_database(_TEMPLATE)
         run_migrations(database_url=template_url, log_path=log_dir / f"migrate-{_TEMPLATE}.log")
         _templated.add(server.pgdata)
     url = server.create_database(name, template=_TEMPLATE)
-    return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
+    _copy_database_acl(server, _TEMPLATE, name)
+    return Database.derived(name, url)
+
+
+def _copy_database_acl(server: PgServer, source: str, target: str) -> None:
+    """GRANT/REVOKE on `target` what `source` has: TEMPLATE copies the contents, not the ACL."""
+    conn = server.connect()
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,"
+                " a.privilege_type"
+                " FROM pg_database d,"
+                " aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+                " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+                " WHERE d.datname = %s",
+                (source,),
+            )
+            grants = cur.fetchall()
+            cur.execute(f'REVOKE ALL ON DATABASE "{target}" FROM PUBLIC')
+            for grantee, privilege in grants:
+                cur.execute(f'GRANT {privilege} ON DATABASE "{target}" TO {grantee}')
+    finally:
+        conn.close()
 
 
 def users_env(database: Database, secrets: Secrets) -> dict[str, str | None]:
@@ -102,7 +140,7 @@ def gateway_env(
 ) -> dict[str, str | None]:
     """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
     return {
-        "DATABASE_URL": database.url,
+        "GATEWAY_DATABASE_URL": database.gateway_url,
         "REDIS_URL": redis_url,
         "USERS_URL": users_url,
         "ADMIN_TOKEN": secrets.admin_token,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from gateway.config import Settings, parse_routes
 
@@ -141,3 +142,17 @@ def test_missing_required_setting_is_named(
     env = {k: v for k, v in VALID.items() if k != "INTERNAL_SIGNING_SECRET"}
     line = _load_refusal(monkeypatch, capsys, env)
     assert line == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
+
+
+def test_gateway_and_bootstrap_urls_naming_different_databases_are_refused() -> None:
+    with pytest.raises(ValidationError, match="GATEWAY_DATABASE_URL: names another database"):
+        settings(
+            DATABASE_URL="postgresql://postgres:pw@db:5432/one",
+            GATEWAY_DATABASE_URL="postgresql://tenantkit_gateway:pw@db:5432/two",
+        )
+
+
+def test_the_gateway_role_is_derived_from_database_url_with_its_own_password() -> None:
+    url = make_url(settings(DATABASE_URL="postgresql://postgres:pw@db:5432/tk").database_url())
+    assert (url.username, url.host, url.database) == ("tenantkit_gateway", "db", "tk")
+    assert url.password not in (None, "pw")
