@@ -7,10 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from kit.procs import ServiceProcess, run_migrations
 from kit.servers import PgServer, RedisServer
-from services.tenancy.dburl import derive_app_url, derive_gateway_url, plain
+from services.tenancy.dburl import (
+    OWNER_ROLE_DEFAULT,
+    derive_app_url,
+    derive_gateway_url,
+    derive_role_url,
+    plain,
+)
 
 _names = itertools.count(1)
 
@@ -101,7 +108,33 @@ def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) ->
         _templated.add(server.pgdata)
     url = server.create_database(name, template=_TEMPLATE)
     _copy_database_acl(server, _TEMPLATE, name)
-    return Database.derived(name, url)
+    database = Database.derived(name, url)
+    _reset_role_passwords(server, database)
+    return database
+
+
+def _reset_role_passwords(server: PgServer, database: Database) -> None:
+    """The roles' derived passwords, as a migration run on this database would set them.
+
+    Roles are cluster-wide: a test (or `make run` on the session's server) that migrated
+    with passwords of its own changed them for every database of the cluster.
+    """
+    urls = [
+        make_url(database.app_url),
+        make_url(database.gateway_url),
+        derive_role_url(database.url, role=OWNER_ROLE_DEFAULT),
+    ]
+    conn = server.connect()
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for url in urls:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (url.username,))
+                if cur.fetchone() is not None and url.password:
+                    name = str(url.username).replace('"', '""')
+                    cur.execute(f'ALTER ROLE "{name}" PASSWORD %s', (str(url.password),))
+    finally:
+        conn.close()
 
 
 def _copy_database_acl(server: PgServer, source: str, target: str) -> None:
