@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
+from gateway.breaker import credentials_refused
 from gateway.config import Settings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.main import create_app
+from services.tenancy.settings import EXIT_BAD_SETTING
 
 
 def main() -> None:
     """Run the gateway with uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
     settings = Settings.load()
+    refused = credentials_refused(settings.REDIS_URL)
+    if refused is not None:
+        # Otherwise it would run "degraded" for ever, every Redis call failing alike.
+        print(f"gateway: invalid setting REDIS_URL: Redis refused it: {refused}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SETTING)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     uvicorn.run(

@@ -93,7 +93,7 @@ def test_a_known_tenant_costs_no_redis_call_but_the_rate_limiters(
     with httpx.Client(headers=bearer(tenant["api_key"]), timeout=10) as client:
         for _ in range(3):
             assert client.get(url).status_code == 200
-        stats = redis.Redis.from_url(own_redis.url, decode_responses=True)
+        stats = redis.Redis.from_url(own_redis.admin_url, decode_responses=True)
         try:
             stats.config_resetstat()
             for _ in range(20):
