@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway import admin, health, ownpaths, pipeline
+from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
+from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
             sealer=Sealer(derive_cache_key(settings.cache_secret)),
         )
         invalidator = Invalidator(redis=redis, directory=directory)
+        fair = settings.TENANT_FAIRNESS == "on"
         state = GatewayState(
             settings=settings,
             engine=engine,
@@ -62,6 +65,19 @@ def create_app(settings: Settings) -> FastAPI:
                 replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
+            admission=Admission(
+                default_cap=settings.TENANT_MAX_IN_FLIGHT,
+                capacity=settings.GATEWAY_MAX_IN_FLIGHT,
+                queue_timeout_seconds=settings.GATEWAY_QUEUE_TIMEOUT_SECONDS,
+                metrics=metrics,
+                enabled=fair,
+            ),
+            key_guard=KeyLookupGuard(
+                per_second=settings.KEY_LOOKUPS_PER_SECOND,
+                per_client_per_second=settings.KEY_LOOKUPS_PER_CLIENT_PER_SECOND,
+                metrics=metrics,
+                enabled=fair,
+            ),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         try:
