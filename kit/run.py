@@ -41,6 +41,15 @@ GATEWAY_PASSTHROUGH = (
     "GATEWAY_CACHE_SECRET",
     "GATEWAY_REPLICAS",
     "REDIS_MAX_CONNECTIONS",
+    # The gateway reads the fairness switch too (kit.procs strips it from inherited settings).
+    "TENANT_FAIRNESS",
+)
+# Settings the user may export that every service reads as they are (fairness, SPEC §3).
+SERVICES_PASSTHROUGH = (
+    "TENANT_FAIRNESS",
+    "TENANT_POOL_SHARE_PERCENT",
+    "TENANT_POOL_WAIT_SECONDS",
+    "TENANT_STATEMENT_TIMEOUT_MS",
 )
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0
@@ -157,6 +166,7 @@ class Runner:
             self.config.users_port,
             {
                 **{k: environ[k] for k in USERS_PASSTHROUGH if k in environ},
+                **{k: environ[k] for k in SERVICES_PASSTHROUGH if k in environ},
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 **({"REDIS_URL": services_redis_url} if services_redis_url else {}),
