@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.tenancy import health
+from services.tenancy.allow import install_method_not_allowed
 from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
@@ -109,6 +110,7 @@ def create_tenant_app(
         app.add_exception_handler(error, domain_error)
     install_database_error_handlers(app)
     install_share_error_handler(app)
+    install_method_not_allowed(app)
     return app
 
 
