@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import admin, health, ownpaths, pipeline
+from gateway import admin, health, observe, ownpaths, pipeline
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
@@ -24,6 +24,7 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
+from gateway.usage import UsageBook
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
                 replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
+            usage=UsageBook(redis),
             admission=Admission(
                 default_cap=settings.TENANT_MAX_IN_FLIGHT,
                 capacity=settings.GATEWAY_MAX_IN_FLIGHT,
@@ -80,12 +82,16 @@ def create_app(settings: Settings) -> FastAPI:
             ),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        stop_flushing = asyncio.Event()
+        flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            stop_flushing.set()
+            await flusher  # its last flush: a restart loses no counted request
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
@@ -111,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)
+    observe.install(app, settings=settings, metrics=metrics)
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     return app

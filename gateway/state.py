@@ -19,6 +19,7 @@ from gateway.metrics import Metrics
 from gateway.proxy import RouteTable
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
+from gateway.usage import UsageBook
 
 
 @dataclass(slots=True)
@@ -32,6 +33,7 @@ class GatewayState:
     directory: TenantDirectory
     limiter: RateLimiter
     invalidator: Invalidator
+    usage: UsageBook
     admission: Admission
     key_guard: KeyLookupGuard
 
