@@ -107,7 +107,7 @@ def test_per_tenant_db_seconds_cover_what_postgresql_reports_for_the_services_ro
         key = {"Authorization": f"Bearer {created.json()['api_key']}"}
         ids.append(str(created.json()["id"]))
         with httpx.Client(base_url=stack.gateway.url, headers=key, timeout=10) as client:
-            for i in range(n):
+            for _ in range(n):
                 email = f"{uuid.uuid4().hex}@example.com"
                 r = client.post("/users", json={"email": email, "name": "x"})
                 assert r.status_code == 201, r.text
