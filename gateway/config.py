@@ -67,12 +67,23 @@ class Settings(BaseSettings):
     DEFAULT_RATE_LIMIT_PER_SECOND: int = Field(default=100, ge=0)
     TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
+    REQUEST_BODY_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
+    # Checked when set: a token for another audience or from another issuer is refused.
+    JWT_AUDIENCE: str | None = None
+    JWT_ISSUER: str | None = None
     GATEWAY_HOST: str = "127.0.0.1"
     GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
 
     _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
 
-    @field_validator("JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", mode="before")
+    @field_validator(
+        "JWT_SECRET",
+        "JWT_AUDIENCE",
+        "JWT_ISSUER",
+        "GATEWAY_BASE_DOMAIN",
+        "GATEWAY_ROUTES",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `JWT_SECRET=` in an env file means "not set", as in a shell.

@@ -21,6 +21,7 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
+from services.tenancy.signing import Signer
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
                 default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND,
             ),
             invalidator=invalidator,
+            signer=Signer(settings.INTERNAL_SIGNING_SECRET),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         try:

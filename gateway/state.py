@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.proxy import RouteTable
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
+from services.tenancy.signing import Signer
 
 
 @dataclass(slots=True)
@@ -30,6 +31,7 @@ class GatewayState:
     directory: TenantDirectory
     limiter: RateLimiter
     invalidator: Invalidator
+    signer: Signer
 
 
 def gateway_state(request: Request) -> GatewayState:

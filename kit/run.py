@@ -115,7 +115,12 @@ class Runner:
         users = self._start(
             "users",
             self.config.users_port,
-            {"APP_DATABASE_URL": app_url, "INTERNAL_SIGNING_SECRET": signing_secret},
+            {
+                "APP_DATABASE_URL": app_url,
+                "INTERNAL_SIGNING_SECRET": signing_secret,
+                # The replay-protection store, shared by every replica of the service.
+                "REDIS_URL": redis_url,
+            },
         )
         gateway_env = {k: environ[k] for k in GATEWAY_PASSTHROUGH if k in environ}
         gateway = self._start(

@@ -79,11 +79,14 @@ def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) ->
     return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
 
 
-def users_env(database: Database, secrets: Secrets) -> dict[str, str | None]:
-    """The users service's settings for one stack."""
+def users_env(
+    database: Database, secrets: Secrets, *, redis_url: str | None = None
+) -> dict[str, str | None]:
+    """The users service's settings for one stack (Redis: its replay-protection store)."""
     return {
         "APP_DATABASE_URL": database.app_url,
         "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
+        "REDIS_URL": redis_url,
     }
 
 

@@ -128,10 +128,17 @@ def secrets_fixture() -> Secrets:
 
 @pytest.fixture(scope="session")
 def users_service(
-    database: Database, secrets: Secrets, kit_workdir: Path
+    database: Database,
+    secrets: Secrets,
+    kit_workdir: Path,
+    redis_server: RedisServer | ExternalRedis,
 ) -> Iterator[ServiceProcess]:
-    """The users service on `database`."""
-    service = start_service("users", env=users_env(database, secrets), log_dir=kit_workdir / "logs")
+    """The users service on `database`, remembering nonces in the session's Redis."""
+    service = start_service(
+        "users",
+        env=users_env(database, secrets, redis_url=redis_server.url),
+        log_dir=kit_workdir / "logs",
+    )
     yield service
     service.stop()
 
@@ -190,9 +197,9 @@ def _service_defaults(request: pytest.FixtureRequest) -> Callable[[str], dict[st
     def defaults(name: str) -> dict[str, str | None]:
         database: Database = request.getfixturevalue("database")
         secrets: Secrets = request.getfixturevalue("secrets")
-        if name == "users":
-            return users_env(database, secrets)
         redis: RedisServer = request.getfixturevalue("redis_server")
+        if name == "users":
+            return users_env(database, secrets, redis_url=redis.url)
         users: ServiceProcess = request.getfixturevalue("users_service")
         return gateway_env(
             database=database, redis_url=redis.url, users_url=users.url, secrets=secrets
@@ -245,7 +252,9 @@ def fresh_stack(
         redis = RedisServer(kit_workdir / f"redis-{database.name}")
         redis.start()
         users = start_service(
-            "users", env={**_users_env(database, secrets), **(users_env or {})}, log_dir=logs
+            "users",
+            env={**_users_env(database, secrets, redis_url=redis.url), **(users_env or {})},
+            log_dir=logs,
         )
         env = _gateway_env(
             database=database, redis_url=redis.url, users_url=users.url, secrets=secrets

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.tenancy import health
 from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.errors import install_database_error_handlers
+from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
 
@@ -64,12 +65,22 @@ def create_tenant_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_tenant_engine(settings.database_url(), application_name=name)
+        nonces = NonceStore(
+            settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
+        )
         try:
             await run_in_threadpool(require_isolation, engine)
             yield {
-                "tenancy": Tenancy(engine=engine, signing_secret=settings.signing_secret, log=log)
+                "tenancy": Tenancy(
+                    engine=engine,
+                    signing_key=settings.signing_key,
+                    destination=settings.destination,
+                    nonces=nonces,
+                    log=log,
+                )
             }
         finally:
+            await nonces.aclose()
             engine.dispose()
 
     async def domain_error(_request: Request, error: Exception) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""What a tenant-aware service holds while it runs: the engine, the secret, the logger."""
+"""What a tenant-aware service holds while it runs: engine, signing key, nonce store, logger."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
+from services.tenancy.replay import NonceStore
 from services.tenancy.session import TenantSession, install_engine_hooks, open_tenant_session
 
 # A dead or unreachable PostgreSQL must cost a request seconds, not minutes: the gateway
@@ -50,7 +51,10 @@ class Tenancy:
     """Lifespan state shared by every request of a tenant-aware service."""
 
     engine: Engine
-    signing_secret: str
+    # The key derived for this service's destination, and that destination (its route prefix).
+    signing_key: bytes
+    destination: str
+    nonces: NonceStore
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tenancy"))
 
     def session(self, tenant_id: int) -> TenantSession:
