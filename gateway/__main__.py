@@ -7,23 +7,28 @@ import logging
 import uvicorn
 
 from gateway.config import Settings
+from gateway.listeners import bind
 from gateway.main import create_app
 
 
 def main() -> None:
-    """Run the gateway with uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
+    """Serve on GATEWAY_HOST:GATEWAY_PORT, plus the internal listener when one is set."""
     settings = Settings.load()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.GATEWAY_HOST,
-        port=settings.GATEWAY_PORT,
         # The gateway does not advertise its software; Date is kept.
         server_header=False,
         proxy_headers=False,
         log_level="info",
         timeout_graceful_shutdown=5,
     )
+    sockets = [bind(settings.GATEWAY_HOST, settings.GATEWAY_PORT)]
+    if settings.GATEWAY_INTERNAL_PORT is not None:
+        host = settings.GATEWAY_INTERNAL_HOST or settings.GATEWAY_HOST
+        sockets.append(bind(host, settings.GATEWAY_INTERNAL_PORT))
+    # One server over both sockets: one lifespan, one set of connections to Redis/PostgreSQL.
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 if __name__ == "__main__":

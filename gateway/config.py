@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     JWT_ISSUER: str | None = None
     GATEWAY_HOST: str = "127.0.0.1"
     GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
+    # When set, /admin and /metrics are served here (and /admin no longer on GATEWAY_PORT).
+    GATEWAY_INTERNAL_PORT: int | None = Field(default=None, ge=1, le=65535)
+    GATEWAY_INTERNAL_HOST: str | None = None
 
     _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
 
@@ -144,6 +147,8 @@ class Settings(BaseSettings):
             self.GATEWAY_AUTH_MODES = self.GATEWAY_AUTH_MODES - {"jwt"}
         if "subdomain" in self.GATEWAY_AUTH_MODES and not self.GATEWAY_BASE_DOMAIN:
             raise ValueError("GATEWAY_BASE_DOMAIN: the subdomain mode needs it")
+        if self.GATEWAY_INTERNAL_PORT == self.GATEWAY_PORT:
+            raise ValueError("GATEWAY_INTERNAL_PORT: must differ from GATEWAY_PORT")
         return self
 
     @property

@@ -14,6 +14,7 @@ from gateway.breaker import RedisLink, make_client
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
+from gateway.listeners import ListenerGate
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
@@ -89,6 +90,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
+    app.add_middleware(
+        ListenerGate,
+        admin_token=settings.ADMIN_TOKEN,
+        internal_port=settings.GATEWAY_INTERNAL_PORT,
+    )
     app.add_middleware(CountResponses, metrics=metrics)
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)

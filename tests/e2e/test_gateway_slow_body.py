@@ -57,9 +57,7 @@ def _trickle(url: str, *, api_key: str, body: bytes, results: list[tuple[float, 
 def test_trickled_body_is_408_sends_nothing_upstream_and_spares_other_tenants(
     start_service: Callable[..., Any], admin: httpx.Client
 ) -> None:
-    gateway = start_service(
-        "gateway", env={"REQUEST_BODY_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS)}
-    )
+    gateway = start_service("gateway", env={"REQUEST_BODY_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS)})
     slow, quiet = create_tenant(admin), create_tenant(admin)
     body = json.dumps({"name": "trickled " + "x" * 40}).encode()
     results: list[tuple[float, bytes]] = []
