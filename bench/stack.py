@@ -67,6 +67,8 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
             env={
                 "APP_DATABASE_URL": plain(derive_app_url(url)),
                 "INTERNAL_SIGNING_SECRET": signing_secret,
+                # Replay protection as deployed: one SET NX per request in Redis.
+                "REDIS_URL": redis.url,
             },
             log_dir=logs,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from gateway.tests.conftest import StartGateway
@@ -15,7 +17,7 @@ def test_audience_and_issuer_are_checked_when_set(
     gateway = start_gateway({"JWT_AUDIENCE": "tenantkit-api", "JWT_ISSUER": "https://idp.test"})
     tenant_id = create_tenant(echo_admin)["id"]
 
-    def status(**claims: object) -> int:
+    def status(**claims: Any) -> int:
         token = tenant_jwt(secrets.jwt_secret, tenant_id, **claims)
         return httpx.get(f"{gateway.url}/echo", headers=bearer(token), timeout=10).status_code
 
