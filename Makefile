@@ -41,8 +41,9 @@ up: ## Build and start the stack under docker compose (gateway on localhost:8000
 	@sh deploy/compose-env.sh .env
 	docker compose up -d --build --wait
 	@port=$$(docker compose port gateway 8000 | sed 's/.*://'); \
-	echo "tenantkit is up: http://localhost:$$port  (admin token: ADMIN_TOKEN in .env)"; \
-	echo "try: curl -s -X POST -H \"Authorization: Bearer \$$(sed -n 's/^ADMIN_TOKEN=//p' .env)\" -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}' http://localhost:$$port/admin/tenants"
+	admin=$$(docker compose port gateway 9000 | sed 's/.*://'); \
+	echo "tenantkit is up: http://localhost:$$port  (admin API and /metrics: http://localhost:$$admin, this host only; admin token: ADMIN_TOKEN in .env)"; \
+	echo "try: curl -s -X POST -H \"Authorization: Bearer \$$(sed -n 's/^ADMIN_TOKEN=//p' .env)\" -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}' http://localhost:$$admin/admin/tenants"
 
 down: ## Stop the compose stack (data stays in its volume; `docker compose down -v` drops it)
 	docker compose --profile scale --profile loadtest down

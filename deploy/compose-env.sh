@@ -21,6 +21,7 @@ POSTGRES_PASSWORD=$(secret 24)
 APP_DB_PASSWORD=$(secret 24)
 ADMIN_TOKEN=$(secret 32)
 INTERNAL_SIGNING_SECRET=$(secret 32)
-JWT_SECRET=$(secret 32)
+# JWT mode is off until you set JWT_SECRET (your identity provider's HS256 key, 32+ chars),
+# and optionally JWT_AUDIENCE / JWT_ISSUER (SPEC section 3: no secret is generated for it).
 ENV
-echo "make up: created $env_file with generated secrets (ADMIN_TOKEN, INTERNAL_SIGNING_SECRET, JWT_SECRET, POSTGRES_PASSWORD, APP_DB_PASSWORD)"
+echo "make up: created $env_file with generated secrets (ADMIN_TOKEN, INTERNAL_SIGNING_SECRET, POSTGRES_PASSWORD, APP_DB_PASSWORD)"

@@ -267,7 +267,28 @@ def test_users_service_never_receives_the_owner_url_or_the_admin_token(
     (container,) = _one(example, "Deployment", "users")["spec"]["template"]["spec"]["containers"]
     names = {var["name"] for var in container.get("env", [])}
     assert "APP_DATABASE_URL" in names
-    assert not names & {"DATABASE_URL", "ADMIN_TOKEN", "JWT_SECRET", "REDIS_URL"}
+    assert not names & {"DATABASE_URL", "ADMIN_TOKEN", "JWT_SECRET"}
+    # Its REDIS_URL (replay protection) is the services' own, never the gateway's.
+    keys = {var["name"]: var["valueFrom"]["secretKeyRef"]["key"] for var in container["env"]}
+    assert keys["REDIS_URL"] == "SERVICES_REDIS_URL"
+
+
+def test_admin_and_metrics_sit_on_an_internal_port_open_only_to_labelled_pods(
+    example: list[Resource],
+) -> None:
+    config = next(r for r in example if r["kind"] == "ConfigMap")
+    assert config["data"]["GATEWAY_INTERNAL_PORT"] == "9000"
+    (container,) = _one(example, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "internal", "containerPort": 9000} in container["ports"]
+    internal = _one(example, "Service", "gateway-internal")["spec"]
+    assert internal["type"] == "ClusterIP" and internal["ports"][0]["port"] == 9000
+    assert all(p["port"] != 9000 for p in _one(example, "Service", "gateway")["spec"]["ports"])
+    policy = _one(example, "NetworkPolicy", "gateway-internal-port")["spec"]
+    open_rule, internal_rule = policy["ingress"]
+    assert open_rule == {"ports": [{"protocol": "TCP", "port": 8000}]}
+    assert internal_rule["ports"] == [{"protocol": "TCP", "port": 9000}]
+    (peer,) = internal_rule["from"]
+    assert peer == {"podSelector": {"matchLabels": {"tenantkit.io/gateway-internal": "true"}}}
 
 
 def test_gateway_routes_users_to_the_users_service_port(example: list[Resource]) -> None:
