@@ -26,10 +26,13 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
 
-lint: $(INSTALLED) ## ruff (lint and format check) and mypy
+lint: $(INSTALLED) ## ruff, mypy, bandit (high severity fails) and pip-audit (a known vulnerability fails)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy gateway services kit migrations
+	$(VENV)/bin/bandit --quiet --recursive --severity-level high gateway services kit migrations bench loadtests
+	@# The installed environment against PyPI's advisory data (needs PyPI; tenantkit itself is skipped).
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 migrate: $(INSTALLED) ## Apply the Alembic migrations to $$DATABASE_URL
 	$(PY) -m migrations
