@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
@@ -23,10 +24,15 @@ def main() -> None:
         log_level="info",
         timeout_graceful_shutdown=5,
     )
-    sockets = [bind(settings.GATEWAY_HOST, settings.GATEWAY_PORT)]
+    listen = [(settings.GATEWAY_HOST, settings.GATEWAY_PORT)]
     if settings.GATEWAY_INTERNAL_PORT is not None:
         host = settings.GATEWAY_INTERNAL_HOST or settings.GATEWAY_HOST
-        sockets.append(bind(host, settings.GATEWAY_INTERNAL_PORT))
+        listen.append((host, settings.GATEWAY_INTERNAL_PORT))
+    try:
+        sockets = [bind(host, port) for host, port in listen]
+    except OSError as exc:
+        print(f"gateway: cannot listen: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     # One server over both sockets: one lifespan, one set of connections to Redis/PostgreSQL.
     uvicorn.Server(config).run(sockets=sockets)
 
