@@ -28,6 +28,9 @@ GATEWAY_PASSTHROUGH = (
     "DEFAULT_RATE_LIMIT_PER_SECOND",
     "TENANT_CACHE_TTL_SECONDS",
     "UPSTREAM_TIMEOUT_SECONDS",
+    "REQUEST_BODY_TIMEOUT_SECONDS",
+    "JWT_AUDIENCE",
+    "JWT_ISSUER",
 )
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0

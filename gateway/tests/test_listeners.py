@@ -29,10 +29,13 @@ def test_internal_listener_serves_admin_and_metrics_and_the_public_port_does_not
     internal = f"http://127.0.0.1:{internal_port}"
     admin = bearer(secrets.admin_token)
 
-    with httpx.Client(base_url=internal, timeout=10) as inside:
+    with (
+        httpx.Client(base_url=internal, timeout=10) as inside,
+        httpx.Client(base_url=internal, headers=admin, timeout=10) as inside_admin,
+    ):
         assert inside.get("/metrics").status_code == 200  # the internal network is trusted
         assert inside.get("/admin/tenants").status_code == 401  # the admin API still is not
-        tenant = create_tenant(httpx.Client(base_url=internal, headers=admin, timeout=10))
+        tenant = create_tenant(inside_admin)
         assert inside.get("/readyz").status_code == 200
         # No tenant traffic on the internal listener.
         assert inside.get("/echo", headers=bearer(tenant["api_key"])).status_code == 404
