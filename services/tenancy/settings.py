@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import ClassVar, NoReturn, Self
@@ -28,17 +29,33 @@ class TenantServiceSettings(BaseSettings):
 
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
-    INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+    INTERNAL_SIGNING_SECRET: SecretStr | None = Field(default=None, min_length=16)
+    # Instead of the shared secret: only this service's derived key (64 hex characters), so
+    # the service cannot sign for any other destination. See docs/add-a-service.md.
+    SERVICE_SIGNING_KEY: SecretStr | None = None
     # Overrides ROUTE_PREFIX when the gateway routes this service under another prefix.
     SERVICE_ROUTE_PREFIX: str | None = Field(default=None, pattern=r"^(/[A-Za-z0-9._~-]+)+$")
     # Replay protection shared by every replica; unset: each process remembers its own.
     REDIS_URL: str | None = None
     REPLAY_STORE_FAIL_CLOSED: bool = False
 
-    @field_validator("REDIS_URL", "SERVICE_ROUTE_PREFIX", mode="before")
+    @field_validator(
+        "REDIS_URL",
+        "SERVICE_ROUTE_PREFIX",
+        "INTERNAL_SIGNING_SECRET",
+        "SERVICE_SIGNING_KEY",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("SERVICE_SIGNING_KEY")
+    @classmethod
+    def _hex_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.get_secret_value()):
+            raise ValueError("not 64 lowercase hex characters (a derived destination key)")
+        return value
 
     @field_validator("REDIS_URL")
     @classmethod
@@ -60,6 +77,10 @@ class TenantServiceSettings(BaseSettings):
             raise ValueError("APP_DATABASE_URL: required (or DATABASE_URL to derive it from)")
         if not self.destination:
             raise ValueError("SERVICE_ROUTE_PREFIX: required (the gateway's route prefix, /x)")
+        if (self.INTERNAL_SIGNING_SECRET is None) == (self.SERVICE_SIGNING_KEY is None):
+            if self.SERVICE_SIGNING_KEY is not None:
+                raise ValueError("SERVICE_SIGNING_KEY: set it or INTERNAL_SIGNING_SECRET, not both")
+            raise ValueError("INTERNAL_SIGNING_SECRET: required (or SERVICE_SIGNING_KEY)")
         return self
 
     @classmethod
@@ -84,7 +105,10 @@ class TenantServiceSettings(BaseSettings):
 
     @property
     def signing_key(self) -> bytes:
-        """This service's key, derived from the shared secret for its destination."""
+        """This service's key: SERVICE_SIGNING_KEY, or derived from the shared secret."""
+        if self.SERVICE_SIGNING_KEY is not None:
+            return bytes.fromhex(self.SERVICE_SIGNING_KEY.get_secret_value())
+        assert self.INTERNAL_SIGNING_SECRET is not None  # the model validator saw to it
         return destination_key(self.INTERNAL_SIGNING_SECRET.get_secret_value(), self.destination)
 
 

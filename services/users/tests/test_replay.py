@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from kit.servers import RedisServer
-from services.tenancy.signing import EXTRA_HEADER
+from services.tenancy.signing import EXTRA_HEADER, destination_key
 from services.users.tests.conftest import SignedClient
 
 REFUSED = {"detail": "missing or invalid tenant context"}
@@ -151,3 +151,20 @@ def test_fail_closed_replay_store_answers_503_fast_while_redis_is_down(
     own_redis.start()
     time.sleep(1.1)
     assert api.request("GET", "/users", tenant).json() == []
+
+
+def test_a_service_given_only_its_derived_key_serves_the_gateways_requests(
+    start_service: Callable[..., Any], secrets: Any, make_tenant: Callable[[], int]
+) -> None:
+    # Deployed so, a compromised service holds no key that signs for any other destination.
+    key = destination_key(secrets.signing_secret, "/users").hex()
+    users = start_service(
+        "users", env={"INTERNAL_SIGNING_SECRET": None, "SERVICE_SIGNING_KEY": key}
+    )
+    tenant = make_tenant()
+    with httpx.Client(base_url=users.url, timeout=10) as client:
+        api = SignedClient(client, secrets.signing_secret)
+        assert api.request("POST", "/users", tenant, json={"name": "Keyed"}).status_code == 201
+        for_notes = api.headers("GET", "/users", tenant, destination="/notes")
+        assert client.get("/users", headers=for_notes).status_code == 401
+        assert _names(api, tenant) == ["Keyed"]
