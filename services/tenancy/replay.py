@@ -22,6 +22,7 @@ KEY_PREFIX = "tk:nonce:"
 # A down Redis must cost a request milliseconds, not a connect timeout each time.
 REDIS_TIMEOUT_SECONDS = 0.5
 RETRY_AFTER_FAILURE_SECONDS = 1.0
+MAX_CONNECTIONS = 64
 # Memory bound of the fallback (~150 bytes an entry); when full it refuses rather than forget.
 LOCAL_MAX_NONCES = 200_000
 
@@ -60,12 +61,17 @@ class NonceStore:
     def __init__(
         self, redis_url: str | None, *, fail_closed: bool = False, log: logging.Logger
     ) -> None:
+        # A blocking pool: a burst waits briefly for a connection instead of failing with
+        # "Too many connections", which would look like Redis down and switch to the fallback.
         self._redis = (
-            aioredis.Redis.from_url(
-                redis_url,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                max_connections=64,
+            aioredis.Redis(
+                connection_pool=aioredis.BlockingConnectionPool.from_url(
+                    redis_url,
+                    max_connections=MAX_CONNECTIONS,
+                    timeout=REDIS_TIMEOUT_SECONDS,
+                    socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                    socket_timeout=REDIS_TIMEOUT_SECONDS,
+                )
             )
             if redis_url
             else None
@@ -113,4 +119,4 @@ class NonceStore:
     async def aclose(self) -> None:
         """Close the pool."""
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
