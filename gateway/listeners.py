@@ -54,6 +54,9 @@ class ListenerGate:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        # /readyz on the public port of a split gateway says only ready or not (health.py).
+        public_only = self.internal_port is not None and not internal
+        scope.setdefault("state", {})["public_only"] = public_only
         await self.app(scope, receive, send)
 
 

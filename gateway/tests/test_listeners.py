@@ -46,3 +46,7 @@ def test_internal_listener_serves_admin_and_metrics_and_the_public_port_does_not
         assert outside.get("/metrics").status_code == 401
         assert outside.get("/metrics", headers=admin).status_code == 200
         assert outside.get("/echo", headers=bearer(tenant["api_key"])).status_code == 200
+        # Readiness details (dependencies, route prefixes) only on the internal listener.
+        assert outside.get("/readyz").json() == {"status": "ok"}
+    with httpx.Client(base_url=internal, timeout=10) as inside:
+        assert set(inside.get("/readyz").json()) >= {"postgres", "redis", "upstreams", "status"}
