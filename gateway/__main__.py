@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from gateway.config import Settings
+from gateway.dbaudit import refuse_powerful_role
 from gateway.listeners import bind
 from gateway.main import create_app
 
@@ -16,6 +17,7 @@ def main() -> None:
     """Serve on GATEWAY_HOST:GATEWAY_PORT, plus the internal listener when one is set."""
     settings = Settings.load()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     config = uvicorn.Config(
         create_app(settings),
         # The gateway does not advertise its software; Date is kept.

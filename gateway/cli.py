@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import invalidation, store
 from gateway.config import CliSettings
+from gateway.dbaudit import refuse_powerful_role
 from gateway.schemas import KeyCreated, TenantCreate, TenantOut
 from services.tenancy.settings import EXIT_BAD_SETTING, setting_error_line
 
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(setting_error_line("cli", exc), file=sys.stderr)
         return EXIT_BAD_SETTING
-    engine = store.make_engine(settings.DATABASE_URL, application_name="gateway-cli")
+    refuse_powerful_role(settings.database_url(), program="cli", application_name="gateway-cli")
+    engine = store.make_engine(settings.database_url(), application_name="gateway-cli")
     try:
         (_tenants if args.group == "tenants" else _keys)(args, engine, settings)
     except ValidationError as exc:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 from yarl import URL
 
-from services.tenancy.dburl import to_psycopg2
+from services.tenancy.dburl import derive_gateway_url, plain, to_psycopg2
 from services.tenancy.settings import stop_on_bad_setting
 
 CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
@@ -44,17 +45,52 @@ def parse_routes(raw: str) -> dict[str, str]:
     return routes
 
 
-def _check_postgres_url(value: str) -> str:
-    to_psycopg2(value)
+def _check_postgres_url(value: str | None) -> str | None:
+    if value is not None:
+        to_psycopg2(value)
     return value
 
 
-class Settings(BaseSettings):
+class GatewayDatabase(BaseSettings):
+    """The gateway role's connection (SPEC §7), shared by the gateway and its CLI."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    GATEWAY_DATABASE_URL: str | None = None
+    # Only to derive the gateway role's URL from (migrations derive the same one).
+    DATABASE_URL: str | None = None
+
+    _postgres_url = field_validator("GATEWAY_DATABASE_URL", "DATABASE_URL")(_check_postgres_url)
+
+    @model_validator(mode="after")
+    def _some_database(self) -> Self:
+        if not (self.GATEWAY_DATABASE_URL or self.DATABASE_URL):
+            raise ValueError("GATEWAY_DATABASE_URL: required (or DATABASE_URL to derive it from)")
+        if self.GATEWAY_DATABASE_URL and self.DATABASE_URL:
+            # Both given and apart: one of them is a leftover; guessing would be worse.
+            given, bootstrap = make_url(self.GATEWAY_DATABASE_URL), make_url(self.DATABASE_URL)
+            if (given.host, given.port, given.database) != (
+                bootstrap.host,
+                bootstrap.port,
+                bootstrap.database,
+            ):
+                raise ValueError(
+                    "GATEWAY_DATABASE_URL: names another database than DATABASE_URL; set one"
+                )
+        return self
+
+    def database_url(self) -> str:
+        """GATEWAY_DATABASE_URL, else the gateway role derived from DATABASE_URL."""
+        if self.GATEWAY_DATABASE_URL:
+            return self.GATEWAY_DATABASE_URL
+        return plain(derive_gateway_url(self.DATABASE_URL or ""))
+
+
+class Settings(GatewayDatabase):
     """Everything the gateway reads from its environment."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
-    DATABASE_URL: str
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     ADMIN_TOKEN: str = Field(min_length=MIN_SECRET_LENGTH)
     INTERNAL_SIGNING_SECRET: str = Field(min_length=MIN_SECRET_LENGTH)
@@ -77,14 +113,14 @@ class Settings(BaseSettings):
     GATEWAY_INTERNAL_PORT: int | None = Field(default=None, ge=1, le=65535)
     GATEWAY_INTERNAL_HOST: str | None = None
 
-    _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)
-
     @field_validator(
         "JWT_SECRET",
         "JWT_AUDIENCE",
         "JWT_ISSUER",
         "GATEWAY_BASE_DOMAIN",
         "GATEWAY_ROUTES",
+        "GATEWAY_INTERNAL_PORT",
+        "GATEWAY_INTERNAL_HOST",
         mode="before",
     )
     @classmethod
@@ -169,12 +205,7 @@ class Settings(BaseSettings):
             stop_on_bad_setting("gateway", exc)
 
 
-class CliSettings(BaseSettings):
+class CliSettings(GatewayDatabase):
     """What `python -m gateway.cli` needs: the database, and Redis to publish invalidations."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
-
-    DATABASE_URL: str
     REDIS_URL: str | None = None
-
-    _postgres_url = field_validator("DATABASE_URL")(_check_postgres_url)

@@ -34,7 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
-        engine = make_engine(settings.DATABASE_URL)
+        engine = make_engine(settings.database_url())
         redis = RedisLink(make_client(settings.REDIS_URL))
         # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.
         pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)

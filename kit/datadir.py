@@ -6,11 +6,13 @@ import contextlib
 import os
 import shlex
 from pathlib import Path
-from secrets import token_urlsafe
+from secrets import token_hex, token_urlsafe
 
 import psutil
 
-GENERATED_SECRETS = ("ADMIN_TOKEN", "INTERNAL_SIGNING_SECRET")
+# One password per database role (SPEC §7): none shares another's, nor the superuser's.
+ROLE_PASSWORDS = ("OWNER_DB_PASSWORD", "GATEWAY_DB_PASSWORD", "APP_DB_PASSWORD")
+GENERATED_SECRETS = ("ADMIN_TOKEN", "INTERNAL_SIGNING_SECRET", *ROLE_PASSWORDS)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -60,7 +62,7 @@ class DataDir:
         """The generated secrets, created on first use and kept (0600) for the next runs."""
         kept = read_env_file(self.secrets_file)
         if not all(kept.get(name) for name in GENERATED_SECRETS):
-            kept = {name: kept.get(name) or token_urlsafe(32) for name in GENERATED_SECRETS}
+            kept = {name: kept.get(name) or _generate(name) for name in GENERATED_SECRETS}
             write_env_file(self.secrets_file, kept, private=True)
         return kept
 
@@ -92,6 +94,11 @@ class DataDir:
         with contextlib.suppress(FileNotFoundError):
             if read_env_file(self.stack_file).get("KIT_RUN_PID") == str(os.getpid()):
                 self.stack_file.unlink()
+
+
+def _generate(name: str) -> str:
+    # Hex passwords go into URLs without quoting.
+    return token_hex(24) if name in ROLE_PASSWORDS else token_urlsafe(32)
 
 
 def _alive(pid: int) -> bool:

@@ -26,6 +26,8 @@ SERVICES: dict[str, tuple[str, str, str]] = {
 # so a stray DATABASE_URL can never point a test at the wrong database.
 SETTINGS = (
     "DATABASE_URL",
+    "OWNER_DATABASE_URL",
+    "GATEWAY_DATABASE_URL",
     "APP_DATABASE_URL",
     "REDIS_URL",
     "ADMIN_TOKEN",
@@ -166,10 +168,13 @@ def start_service(
 
 
 def run_migrations(
-    *, database_url: str, log_path: Path, app_database_url: str | None = None
+    *, database_url: str, log_path: Path, role_urls: Mapping[str, str | None] | None = None
 ) -> None:
-    """`python -m migrations` on `database_url`; raises with its output when it fails."""
-    env = child_env({"DATABASE_URL": database_url, "APP_DATABASE_URL": app_database_url})
+    """`python -m migrations` on `database_url`; raises with its output when it fails.
+
+    `role_urls`: OWNER_/GATEWAY_/APP_DATABASE_URL when the roles are not to be derived.
+    """
+    env = child_env({"DATABASE_URL": database_url, **(role_urls or {})})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         result = subprocess.run(

@@ -10,13 +10,20 @@ import time
 from collections.abc import Mapping
 from types import FrameType
 
+from sqlalchemy.engine import make_url
+
 from kit.children import Child, die_with_parent, stop_all, stop_together
 from kit.datadir import DataDir
 from kit.follow import LogFollower
 from kit.procs import ProcessError, run_migrations, service_log_path, start_service
 from kit.runconfig import ConfigError, RunConfig, read_config
 from kit.servers import PgServer, RedisServer, ServerError, free_port, port_in_use
-from services.tenancy.dburl import derive_app_url, plain
+from services.tenancy.dburl import (
+    APP_ROLE_DEFAULT,
+    GATEWAY_ROLE_DEFAULT,
+    OWNER_ROLE_DEFAULT,
+    plain,
+)
 
 DATABASE_NAME = "tenantkit"
 # Settings the user may export that the gateway reads as they are (SPEC §3).
@@ -35,6 +42,26 @@ GATEWAY_PASSTHROUGH = (
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0
 SERVERS_STOP_SECONDS = 4.0
+
+
+# Role URL setting -> (the role's default name, its generated password in secrets.env).
+ROLES = {
+    "OWNER_DATABASE_URL": (OWNER_ROLE_DEFAULT, "OWNER_DB_PASSWORD"),
+    "GATEWAY_DATABASE_URL": (GATEWAY_ROLE_DEFAULT, "GATEWAY_DB_PASSWORD"),
+    "APP_DATABASE_URL": (APP_ROLE_DEFAULT, "APP_DB_PASSWORD"),
+}
+
+
+def role_urls(
+    database_url: str, secrets: Mapping[str, str], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Each role's URL: as exported, else DATABASE_URL's server with the generated password."""
+    bootstrap = make_url(database_url)
+    return {
+        setting: environ.get(setting, "").strip()
+        or plain(bootstrap.set(username=role, password=secrets[password]))
+        for setting, (role, password) in ROLES.items()
+    }
 
 
 class Shutdown(Exception):
@@ -107,19 +134,19 @@ class Runner:
 
         database_url = self.config.database_url or self._start_postgres()
         redis_url = self.config.redis_url or self._start_redis()
-        app_url = self.config.app_database_url or plain(derive_app_url(database_url))
+        roles = role_urls(database_url, secrets, environ)
 
         self.follower.add("migrate", data.logs / "migrate.log")
         run_migrations(
-            database_url=database_url,
-            app_database_url=self.config.app_database_url,
-            log_path=data.logs / "migrate.log",
+            database_url=database_url, role_urls=roles, log_path=data.logs / "migrate.log"
         )
+        # Each process gets its own role's URL only: no service or gateway holds the
+        # bootstrap (superuser) URL or the owner's.
         users = self._start(
             "users",
             self.config.users_port,
             {
-                "APP_DATABASE_URL": app_url,
+                "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 # The replay-protection store, shared by every replica of the service.
                 "REDIS_URL": redis_url,
@@ -131,7 +158,7 @@ class Runner:
             self.config.gateway_port,
             {
                 **gateway_env,
-                "DATABASE_URL": database_url,
+                "GATEWAY_DATABASE_URL": roles["GATEWAY_DATABASE_URL"],
                 "REDIS_URL": redis_url,
                 "ADMIN_TOKEN": admin_token,
                 "INTERNAL_SIGNING_SECRET": signing_secret,

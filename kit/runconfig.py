@@ -60,6 +60,8 @@ def read_config(environ: Mapping[str, str]) -> RunConfig:
         app_database_url=_postgres_url(environ, "APP_DATABASE_URL"),
         environ=environ,
     )
+    for name in ("OWNER_DATABASE_URL", "GATEWAY_DATABASE_URL"):
+        _postgres_url(environ, name)
     if config.gateway_port == config.users_port:
         raise ConfigError("kit: invalid setting USERS_PORT: it equals GATEWAY_PORT")
     for name, port in (("GATEWAY_PORT", config.gateway_port), ("USERS_PORT", config.users_port)):

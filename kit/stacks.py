@@ -10,18 +10,32 @@ import httpx
 
 from kit.procs import ServiceProcess, run_migrations
 from kit.servers import PgServer, RedisServer
-from services.tenancy.dburl import derive_app_url, plain
+from services.tenancy.dburl import derive_app_url, derive_gateway_url, plain
 
 _names = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """A migrated database: the owner's URL and the restricted role's URL (plain URLs)."""
+    """A migrated database: the bootstrap (superuser) URL and each role's URL (plain URLs).
+
+    Tests set data up through `url`; the processes they start connect as the roles.
+    """
 
     name: str
     url: str
     app_url: str
+    gateway_url: str
+
+    @classmethod
+    def derived(cls, name: str, url: str) -> Database:
+        """The roles' URLs as migrations derive them from `url` alone."""
+        return cls(
+            name=name,
+            url=url,
+            app_url=plain(derive_app_url(url)),
+            gateway_url=plain(derive_gateway_url(url)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +86,11 @@ class Stack:
 
 
 def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) -> Database:
-    """CREATE DATABASE + migrations; returns its owner and restricted-role URLs."""
+    """CREATE DATABASE + migrations; its bootstrap URL and the roles' (derived) URLs."""
     name = name or f"tenantkit_{next(_names)}"
     url = server.create_database(name)
     run_migrations(database_url=url, log_path=log_dir / f"migrate-{name}.log")
-    return Database(name=name, url=url, app_url=plain(derive_app_url(url)))
+    return Database.derived(name, url)
 
 
 def users_env(
@@ -95,7 +109,7 @@ def gateway_env(
 ) -> dict[str, str | None]:
     """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
     return {
-        "DATABASE_URL": database.url,
+        "GATEWAY_DATABASE_URL": database.gateway_url,
         "REDIS_URL": redis_url,
         "USERS_URL": users_url,
         "ADMIN_TOKEN": secrets.admin_token,

@@ -31,7 +31,6 @@ from kit.stacks import (
     new_database,
     users_env,
 )
-from services.tenancy.dburl import derive_app_url, plain
 
 # Re-exported: tests import these from kit.testing.
 __all__ = [
@@ -85,7 +84,7 @@ def database(request: pytest.FixtureRequest, kit_workdir: Path) -> Database:
     """The session's migrated database (or E2E_DATABASE_URL's)."""
     external = os.environ.get("E2E_DATABASE_URL")
     if external:
-        return Database(name="external", url=external, app_url=plain(derive_app_url(external)))
+        return Database.derived("external", external)
     server: PgServer = request.getfixturevalue("postgres_server")
     return new_database(server, log_dir=kit_workdir / "logs", name="tenantkit_test")
 

@@ -1,6 +1,7 @@
-"""`python -m migrations`: provision the restricted role, then apply every Alembic revision.
+"""`python -m migrations`: provision the roles, then apply every Alembic revision as the owner.
 
-Safe to run any number of times: the role is created or updated, Alembic skips what is applied.
+Safe to run any number of times, and by two jobs at once: one connection holds an advisory
+lock for the whole run; roles are created or corrected, Alembic skips what is applied.
 """
 
 from __future__ import annotations
@@ -11,52 +12,46 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, pool, text
 
+from migrations.roles import RoleProvisioningError, become_owner, provision, stop
 from migrations.settings import MigrateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def ensure_app_role(settings: MigrateSettings) -> None:
-    """Create (or re-secure) the login role the services use; never superuser, never BYPASSRLS."""
-    role = settings.app_role
-    password = settings.app_url().password
-    engine = create_engine(settings.owner_url(), poolclass=pool.NullPool)
-    with engine.begin() as conn:
-        # Two migrate jobs may start together (compose replicas, CI): serialise on a lock.
-        conn.execute(text("SELECT pg_advisory_xact_lock(7318006)"))
-        exists = conn.execute(
-            text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
-        ).first()
-        verb = "ALTER" if exists else "CREATE"
-        conn.execute(
-            text(
-                f'{verb} ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE '
-                "NOREPLICATION"
-            )
-        )
-        if password is not None:
-            quoted = conn.execute(
-                text("SELECT quote_literal(:p)"), {"p": str(password)}
-            ).scalar_one()
-            conn.execute(text(f'ALTER ROLE "{role}" PASSWORD {quoted}'))
-        database = conn.execute(text("SELECT current_database()")).scalar_one()
-        conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
-        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
-    engine.dispose()
+_LOCK = 7318006
 
 
 def upgrade(settings: MigrateSettings) -> None:
-    """Apply the schema up to the newest revision."""
-    ensure_app_role(settings)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["settings"] = settings
-    command.upgrade(config, "head")
+    """Provision the roles and apply the schema up to the newest revision."""
+    engine = create_engine(settings.owner_url(), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            # Two migrate jobs may start together (compose replicas, CI): serialise the run.
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK})
+            conn.commit()
+            try:
+                with conn.begin():
+                    provision(conn, settings)
+                with conn.begin():
+                    become_owner(conn, settings.owner_role)  # session-wide: all DDL below
+                config = Config(str(ROOT / "alembic.ini"))
+                config.set_main_option("script_location", str(ROOT / "migrations"))
+                config.attributes["settings"] = settings
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+            finally:
+                conn.rollback()
+                conn.execute(text("RESET ROLE"))
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
     settings = MigrateSettings.load()
-    upgrade(settings)
+    try:
+        upgrade(settings)
+    except RoleProvisioningError as exc:
+        stop(str(exc))
     print("migrate: database is at the newest revision", flush=True)
 
 

@@ -14,8 +14,38 @@ from alembic import op
 TENANT_PREDICATE = "tenant_id = nullif(current_setting('app.tenant_id', true), '')::bigint"
 
 
+# SECURITY DEFINER: the services' role has no rights on the counters; the function runs as
+# the owner. Hardened against the caller (issue 15): search_path ends in pg_temp, so no temp
+# table or function can shadow what it names, and every table is named with its schema.
+TENANT_ROW_ID_FUNCTION = """
+    {verb} FUNCTION public.tenant_row_id() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    BEGIN
+        IF NEW.id IS NULL THEN
+            INSERT INTO public.tenant_row_ids AS c (tenant_id, table_name, last_id)
+            VALUES (NEW.tenant_id, TG_ARGV[0], 1)
+            ON CONFLICT (tenant_id, table_name) DO UPDATE SET last_id = c.last_id + 1
+            RETURNING c.last_id INTO NEW.id;
+        ELSE
+            -- An explicit id (a bulk load, a restore) moves the counter past it, so the
+            -- ids handed out later never collide with it.
+            INSERT INTO public.tenant_row_ids AS c (tenant_id, table_name, last_id)
+            VALUES (NEW.tenant_id, TG_ARGV[0], NEW.id)
+            ON CONFLICT (tenant_id, table_name)
+            DO UPDATE SET last_id = greatest(c.last_id, excluded.last_id);
+        END IF;
+        RETURN NEW;
+    END
+    $$
+"""
+
+
 def app_role() -> str:
     return op.get_context().config.attributes["app_role"]  # type: ignore[union-attr]
+
+
+def gateway_role() -> str:
+    return op.get_context().config.attributes["gateway_role"]  # type: ignore[union-attr]
 
 
 def enable_tenant_isolation(table: str) -> None:
@@ -50,37 +80,14 @@ def create_row_numbering() -> None:
         "CREATE POLICY tenant_isolation ON tenant_row_ids "
         f"USING ({TENANT_PREDICATE}) WITH CHECK ({TENANT_PREDICATE})"
     )
-    # SECURITY DEFINER: the services' role has no rights on the counters. Running as the owner
-    # does not widen the wall: the counter row is the inserted row's own tenant's, and the
-    # policy above still applies to a non-superuser owner (RLS is forced). A row for another
-    # tenant than app.tenant_id is refused by the tenant table's WITH CHECK right after this
-    # trigger, which rolls the counter change back with the statement.
+    # Running as the owner does not widen the wall: the counter row is the inserted row's own
+    # tenant's, and the policy above still applies to a non-superuser owner (RLS is forced).
+    # A row for another tenant than app.tenant_id is refused by the tenant table's WITH CHECK
+    # right after this trigger, which rolls the counter change back with the statement.
     # The counter row stays locked until commit, so one tenant's concurrent inserts into one
     # table queue behind each other (other tenants' do not): the price of per-tenant ids,
     # acceptable while each write is one short transaction, as in the services.
-    op.execute(
-        """
-        CREATE FUNCTION tenant_row_id() RETURNS trigger
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-        BEGIN
-            IF NEW.id IS NULL THEN
-                INSERT INTO tenant_row_ids AS c (tenant_id, table_name, last_id)
-                VALUES (NEW.tenant_id, TG_ARGV[0], 1)
-                ON CONFLICT (tenant_id, table_name) DO UPDATE SET last_id = c.last_id + 1
-                RETURNING c.last_id INTO NEW.id;
-            ELSE
-                -- An explicit id (a bulk load, a restore) moves the counter past it, so the
-                -- ids handed out later never collide with it.
-                INSERT INTO tenant_row_ids AS c (tenant_id, table_name, last_id)
-                VALUES (NEW.tenant_id, TG_ARGV[0], NEW.id)
-                ON CONFLICT (tenant_id, table_name)
-                DO UPDATE SET last_id = greatest(c.last_id, excluded.last_id);
-            END IF;
-            RETURN NEW;
-        END
-        $$
-        """
-    )
+    op.execute(TENANT_ROW_ID_FUNCTION.format(verb="CREATE"))
     # Only a trigger can run it, but nobody else needs to name it either.
     op.execute("REVOKE ALL ON FUNCTION tenant_row_id() FROM PUBLIC")
 

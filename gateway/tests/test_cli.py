@@ -76,7 +76,7 @@ def test_cli_refusals_exit_non_zero_with_a_reason(
     assert empty.returncode == 2
 
 
-def test_cli_without_database_url_names_the_variable() -> None:
+def test_cli_without_a_database_url_names_the_variable() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "tenants", "list"],
         env={"PATH": "/usr/bin:/bin"},
@@ -87,4 +87,6 @@ def test_cli_without_database_url_names_the_variable() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "cli: invalid setting DATABASE_URL: Field required"
+    assert result.stderr.strip() == (
+        "cli: invalid setting GATEWAY_DATABASE_URL: required (or DATABASE_URL to derive it from)"
+    )

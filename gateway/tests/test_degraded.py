@@ -58,7 +58,11 @@ def test_postgres_down_serves_cached_tenants_and_answers_503_fast_for_others(
 ) -> None:
     database = new_database(own_postgres, log_dir=kit_workdir / "logs")
     gateway = start_gateway(
-        {"DATABASE_URL": database.url, "REDIS_URL": own_redis.url, "TENANT_CACHE_TTL_SECONDS": "60"}
+        {
+            "GATEWAY_DATABASE_URL": database.gateway_url,
+            "REDIS_URL": own_redis.url,
+            "TENANT_CACHE_TTL_SECONDS": "60",
+        }
     )
     with httpx.Client(base_url=gateway.url, headers=bearer(gateway.env["ADMIN_TOKEN"])) as admin:
         cached, other = create_tenant(admin), create_tenant(admin)

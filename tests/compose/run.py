@@ -24,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compose_stack import ENV_FILE, ENV_PROJECT, ROOT, ComposeStack, free_port  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from services.tenancy.dburl import derive_role_url  # noqa: E402
+
 UP_TIMEOUT_SECONDS = 1800
 SUITE_TIMEOUT_SECONDS = 1800
 
@@ -31,11 +34,20 @@ SUITE_TIMEOUT_SECONDS = 1800
 def write_env_file(path: Path) -> None:
     """Fresh secrets and free host ports for this run's stack."""
     password = secrets.token_hex(24)
+    # Each role's password as migrations derive it from the bootstrap URL alone: the e2e
+    # fixtures derive the roles' URLs from E2E_DATABASE_URL (kit.testing) the same way.
+    bootstrap = f"postgresql://tenantkit:{password}@postgres/tenantkit"
+    derived = {
+        name: str(derive_role_url(bootstrap, role=role).password)
+        for name, role in (
+            ("OWNER_DB_PASSWORD", "tenantkit_owner"),
+            ("GATEWAY_DB_PASSWORD", "tenantkit_gateway"),
+            ("APP_DB_PASSWORD", "tenantkit_app"),
+        )
+    }
     lines = {
         "POSTGRES_PASSWORD": password,
-        # The same password as the owner: the e2e fixtures derive the restricted role's URL
-        # from E2E_DATABASE_URL (kit.testing), as `make run` does.
-        "APP_DB_PASSWORD": password,
+        **derived,
         "ADMIN_TOKEN": secrets.token_hex(32),
         "INTERNAL_SIGNING_SECRET": secrets.token_hex(32),
         "JWT_SECRET": secrets.token_hex(32),

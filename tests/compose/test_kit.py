@@ -14,6 +14,8 @@ from compose_stack import ROOT, ComposeStack, read_env_file
 IMAGE = "tenantkit:latest"
 REQUIRED_SECRETS = (
     "POSTGRES_PASSWORD",
+    "OWNER_DB_PASSWORD",
+    "GATEWAY_DB_PASSWORD",
     "APP_DB_PASSWORD",
     "ADMIN_TOKEN",
     "INTERNAL_SIGNING_SECRET",

@@ -34,7 +34,7 @@ def lb(stack: ComposeStack, admin_token: str) -> Iterator[httpx.Client]:
 def _pgbouncer_show(stack: ComposeStack, what: str) -> list[dict]:
     settings = stack.settings
     url = stack.pgbouncer_url(
-        user="tenantkit", password=settings["POSTGRES_PASSWORD"], database="pgbouncer"
+        user="tenantkit_gateway", password=settings["GATEWAY_DB_PASSWORD"], database="pgbouncer"
     )
     conn = psycopg2.connect(url)
     conn.autocommit = True  # the admin console takes no transactions

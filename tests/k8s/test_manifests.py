@@ -291,6 +291,21 @@ def test_admin_and_metrics_sit_on_an_internal_port_open_only_to_labelled_pods(
     assert peer == {"podSelector": {"matchLabels": {"tenantkit.io/gateway-internal": "true"}}}
 
 
+def test_only_the_migrate_job_holds_the_bootstrap_or_the_owner_url(
+    example: list[Resource],
+) -> None:
+    holders = {}
+    for kind, name in (("Deployment", "gateway"), ("Deployment", "users"), ("Job", "migrate")):
+        (container,) = _one(example, kind, name)["spec"]["template"]["spec"]["containers"]
+        holders[name] = {var["name"] for var in container.get("env", [])}
+    assert "GATEWAY_DATABASE_URL" in holders["gateway"]
+    assert not holders["gateway"] & {"DATABASE_URL", "OWNER_DATABASE_URL", "APP_DATABASE_URL"}
+    assert not holders["users"] & {"DATABASE_URL", "OWNER_DATABASE_URL", "GATEWAY_DATABASE_URL"}
+    assert {"DATABASE_URL", "OWNER_DATABASE_URL", "GATEWAY_DATABASE_URL", "APP_DATABASE_URL"} <= (
+        holders["migrate"]
+    )
+
+
 def test_gateway_routes_users_to_the_users_service_port(example: list[Resource]) -> None:
     config = next(r for r in example if r["kind"] == "ConfigMap")
     port = _one(example, "Service", "users")["spec"]["ports"][0]["port"]

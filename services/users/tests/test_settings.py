@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.tenancy.dburl import derive_app_url, derive_gateway_url
 from services.users.config import Settings
 
 SECRET = "settings-tests-secret-0123456789"
@@ -14,12 +15,11 @@ def test_app_url_is_derived_from_the_owner_url_when_not_given() -> None:
         {"DATABASE_URL": "postgresql://owner:pw@db:5432/tk", "INTERNAL_SIGNING_SECRET": SECRET}
     )
     url = settings.database_url()
-    assert (url.username, url.password, url.host, url.database) == (
-        "tenantkit_app",
-        "pw",
-        "db",
-        "tk",
-    )
+    assert (url.username, url.host, url.database) == ("tenantkit_app", "db", "tk")
+    # Its own password (issue 15: it used to be the owner's), the one migrations set.
+    assert url.password not in (None, "pw")
+    assert url.password == derive_app_url("postgresql://owner:pw@db:5432/tk").password
+    assert url.password != derive_gateway_url("postgresql://owner:pw@db:5432/tk").password
     assert url.drivername == "postgresql+psycopg2"
     assert url.query["application_name"] == "users-service"
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from kit.procs import ROOT, child_env
 from kit.testing import Database, new_database
 from services.tenancy.audit import find_isolation_problems
-from services.tenancy.dburl import plain
+from services.tenancy.dburl import derive_role_url, plain
 from services.tenancy.runtime import create_tenant_engine
 
 SECRET = "startup-tests-secret-0123456789"
@@ -85,6 +85,9 @@ def audit_owner(audit_db: Database) -> Iterator[psycopg2.extensions.connection]:
     with conn.cursor() as cur:
         cur.execute("DROP VIEW IF EXISTS user_names")
         cur.execute("DROP TABLE IF EXISTS notes")
+        cur.execute("DROP FUNCTION IF EXISTS public.leaky()")
+        cur.execute("REVOKE TEMPORARY ON DATABASE users_audit FROM tenantkit_app")
+        cur.execute("ALTER ROLE tenantkit_app SET statement_timeout = '4s'")
     conn.close()
 
 
@@ -192,3 +195,50 @@ def test_refuses_a_view_that_reads_around_the_policy(audit_db: Database, audit_o
         "GRANT SELECT ON user_names TO tenantkit_app",
     )
     assert "view public.user_names exposes tenant_id without security_invoker" in _refusal(audit_db)
+
+
+def test_refuses_a_definer_function_whose_search_path_does_not_end_in_pg_temp(
+    audit_db: Database, audit_owner: Any
+) -> None:
+    _run(
+        audit_owner,
+        "CREATE FUNCTION public.leaky() RETURNS int LANGUAGE sql SECURITY DEFINER "
+        "SET search_path = pg_catalog, public AS 'SELECT 1'",
+    )
+    line = _refusal(audit_db)
+    assert (
+        "SECURITY DEFINER function leaky() has search_path pg_catalog, public; "
+        "it must end in pg_temp" in line
+    )
+
+
+def test_refuses_when_its_role_can_create_temporary_tables(
+    audit_db: Database, audit_owner: Any
+) -> None:
+    _run(audit_owner, "GRANT TEMPORARY ON DATABASE users_audit TO tenantkit_app")
+    assert "role tenantkit_app can create temporary tables" in _refusal(audit_db)
+
+
+def test_refuses_a_role_without_its_own_statement_timeout(
+    audit_db: Database, audit_owner: Any
+) -> None:
+    _run(audit_owner, "ALTER ROLE tenantkit_app RESET statement_timeout")
+    assert "role tenantkit_app has no statement_timeout of its own" in _refusal(audit_db)
+
+
+def test_refuses_a_role_with_createrole(audit_db: Database, audit_owner: Any) -> None:
+    _ensure_role(audit_owner, "tk_audit_createrole", "CREATEROLE")
+    assert "role tk_audit_createrole has CREATEROLE" in _refusal(
+        audit_db, _as_role(audit_db, "tk_audit_createrole")
+    )
+
+
+def test_refuses_to_run_as_the_owner_or_a_member_of_it(
+    audit_db: Database, audit_owner: Any
+) -> None:
+    owner = plain(derive_role_url(audit_db.url, role="tenantkit_owner"))
+    assert "role tenantkit_owner owns tenant table public." in _refusal(audit_db, owner)
+    _ensure_role(audit_owner, "tk_audit_owner_member", "")
+    _run(audit_owner, "GRANT tenantkit_owner TO tk_audit_owner_member")
+    line = _refusal(audit_db, _as_role(audit_db, "tk_audit_owner_member"))
+    assert "role tk_audit_owner_member owns tenant table public." in line
