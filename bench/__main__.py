@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import results
 from bench.database import (
     check_visibility,
     compare_rls,
@@ -20,10 +21,15 @@ from bench.database import (
     compare_tenant_counts,
 )
 from bench.dataset import load_users
+from bench.generator import generator_name
+from bench.http_load import BenchRequestFailed
+from bench.latency import AddedLatency, added_latency
+from bench.measure import Comparison
 from bench.pgbench import PgbenchError, find_pgbench
-from bench.proxying import compare_proxies
+from bench.proxying import bench_tenant, compare_proxies
 from bench.settings import BenchSettings
 from bench.stack import http_stack, migrated_database, postgres
+from bench.tutorial import compare_with_tutorial, tutorial_server
 from kit import children
 from kit.procs import ProcessError
 from kit.servers import ServerError
@@ -33,18 +39,48 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def run(settings: BenchSettings, workdir: Path) -> None:
-    """Start what is needed, measure, print every ratio line."""
+def run(settings: BenchSettings, workdir: Path) -> tuple[list[Comparison], list[AddedLatency]]:
+    """Start what is needed, measure, print every ratio line; the figures, for the record."""
     scale = settings.scale
     logs = workdir / "logs"
+    comparisons: list[Comparison] = []
+    latencies: list[AddedLatency] = []
+
+    def say(item: Comparison | str) -> None:
+        if isinstance(item, Comparison):
+            comparisons.append(item)
+        _say(str(item))
+
     with postgres(workdir) as server:
         _say(
             f"== HTTP: GET /users/{{id}} ({'attached stack' if settings.attached else 'own stack'})"
         )
         started = time.monotonic()
-        with http_stack(settings, server=server, workdir=workdir) as stack:
-            for line in compare_proxies(stack, scale=scale, workdir=workdir):
-                _say(line)
+        with (
+            http_stack(settings, server=server, workdir=workdir) as stack,
+            bench_tenant(stack) as tenant,
+        ):
+            for item in compare_proxies(stack, tenant, scale=scale, workdir=workdir):
+                say(item)
+            _say(f"   ({time.monotonic() - started:.0f} s)")
+            _say("== Added latency: gateway vs direct, GET /users/{id}")
+            started = time.monotonic()
+            for latency in added_latency(stack, tenant, scale=scale):
+                latencies.append(latency)
+                _say(str(latency))
+            _say(f"   ({time.monotonic() - started:.0f} s)")
+            _say(f"== Full path vs the tutorial's app (load from {generator_name()})")
+            started = time.monotonic()
+            with tutorial_server(server, log_dir=logs) as (tutorial_url, tutorial_ids):
+                for comparison in compare_with_tutorial(
+                    gateway_url=stack.gateway_url,
+                    api_key=tenant.api_key,
+                    user_ids=tenant.user_ids,
+                    tutorial_url=tutorial_url,
+                    tutorial_ids=tutorial_ids,
+                    scale=scale,
+                ):
+                    say(comparison)
         _say(f"   ({time.monotonic() - started:.0f} s)")
 
         _say(
@@ -63,10 +99,11 @@ def run(settings: BenchSettings, workdir: Path) -> None:
         if pgbench is None:
             _say("SKIPPED tenant counts and RLS: no pgbench next to PostgreSQL or on PATH")
         else:
-            _say(compare_tenant_counts(pgbench, few, many, scale=scale))
-            _say(compare_rls(pgbench, many, tenants=scale.many_tenants, scale=scale))
-        _say(compare_set_local(few, tenants=scale.few_tenants, scale=scale))
+            say(compare_tenant_counts(pgbench, few, many, scale=scale))
+            say(compare_rls(pgbench, many, tenants=scale.many_tenants, scale=scale))
+        say(compare_set_local(few, tenants=scale.few_tenants, scale=scale))
         _say(f"   ({time.monotonic() - started:.0f} s)")
+    return comparisons, latencies
 
 
 def main() -> int:
@@ -80,9 +117,19 @@ def main() -> int:
     # PostgreSQL runs as `nobody` when we are root: it must be able to enter the folder.
     workdir.chmod(0o711)
     started = time.monotonic()
+    load_at_start = os.getloadavg()
     try:
-        run(settings, workdir)
-    except (ServerError, ProcessError, PgbenchError) as exc:
+        comparisons, latencies = run(settings, workdir)
+        json_path, png_path = results.write(
+            settings.BENCH_RESULTS_DIR,
+            scale=settings.BENCH_SCALE,
+            generator=generator_name(),
+            load_at_start=load_at_start,
+            comparisons=comparisons,
+            latencies=latencies,
+        )
+        _say(f"bench: results in {json_path}, chart in {png_path}")
+    except (ServerError, ProcessError, PgbenchError, BenchRequestFailed) as exc:
         _say(f"bench: {exc}")
         return 1
     finally:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
 from bench.dataset import Picker
-from bench.measure import Sample, figures, interleaved, ratio_line
+from bench.measure import Comparison, Sample, Target, figures, interleaved
 from bench.pgbench import TENANT_READ, Pgbench
 from bench.settings import Scale
 from services.tenancy.dburl import derive_app_url, plain, to_psycopg2
@@ -57,7 +57,14 @@ def _pgbench_reads(
     )
 
 
-def compare_tenant_counts(pgbench: Pgbench, few_url: str, many_url: str, *, scale: Scale) -> str:
+# Issue 10's targets: tenant count and RLS cost at most 10 % and 15 % of a read's median.
+TENANT_COUNT_TARGET = Target("p50", at_least=False, value=1.10)
+RLS_TARGET = Target("p50", at_least=False, value=1.15)
+
+
+def compare_tenant_counts(
+    pgbench: Pgbench, few_url: str, many_url: str, *, scale: Scale
+) -> Comparison:
     """The same reads on the same number of users, owned by few or by many tenants."""
     few = f"{scale.few_tenants} tenants"
     many = f"{scale.many_tenants:,} tenants"
@@ -66,11 +73,12 @@ def compare_tenant_counts(pgbench: Pgbench, few_url: str, many_url: str, *, scal
         few: _pgbench_reads(pgbench, few_url, tenants=scale.few_tenants, scale=scale),
     }
     samples = interleaved(runs, rounds=scale.db_rounds)
-    return ratio_line(
+    return Comparison(
         f"reads with {many} vs {few} ({scale.db_users:,} users in each database)",
         figures(many, samples[many]),
         figures(few, samples[few]),
         unit="reads",
+        target=TENANT_COUNT_TARGET,
     )
 
 
@@ -89,7 +97,7 @@ def rls_disabled(owner_url: str) -> Iterator[None]:
         conn.close()
 
 
-def compare_rls(pgbench: Pgbench, owner_url: str, *, tenants: int, scale: Scale) -> str:
+def compare_rls(pgbench: Pgbench, owner_url: str, *, tenants: int, scale: Scale) -> Comparison:
     """The same role, the same SQL (tenant filter included); only the policy differs."""
     reads = _pgbench_reads(pgbench, owner_url, tenants=tenants, scale=scale)
 
@@ -99,11 +107,12 @@ def compare_rls(pgbench: Pgbench, owner_url: str, *, tenants: int, scale: Scale)
 
     runs = {"RLS in force": reads, "RLS off": without_rls}
     samples = interleaved(runs, rounds=scale.db_rounds)
-    return ratio_line(
+    return Comparison(
         f"reads with row-level security in force vs off ({tenants:,} tenants)",
         figures("RLS in force", samples["RLS in force"]),
         figures("RLS off", samples["RLS off"]),
         unit="reads",
+        target=RLS_TARGET,
     )
 
 
@@ -150,7 +159,7 @@ def _orm_reads(
     return run
 
 
-def compare_set_local(owner_url: str, *, tenants: int, scale: Scale) -> str:
+def compare_set_local(owner_url: str, *, tenants: int, scale: Scale) -> Comparison:
     """The users service's session: tenant set inside the first statement vs on its own.
 
     One transaction at a time: what is compared is a round trip per request, which
@@ -169,7 +178,7 @@ def compare_set_local(owner_url: str, *, tenants: int, scale: Scale) -> str:
         samples = interleaved(runs, rounds=scale.orm_rounds)
     finally:
         engine.dispose()
-    return ratio_line(
+    return Comparison(
         "SET LOCAL in its own round trip vs in the first statement's (ORM session, get by id)",
         figures("own round trip", samples["own round trip"]),
         figures("same round trip", samples["same round trip"]),

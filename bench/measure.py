@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,8 @@ class Sample:
     concurrency: int
     seconds: float
     latencies: list[float]  # seconds, one per operation
+    # Percentiles (fraction -> ms) when the generator reports them instead of latencies (wrk).
+    quantiles: dict[float, float] | None = None
 
     @property
     def throughput(self) -> float:
@@ -22,6 +25,8 @@ class Sample:
 
     def percentile(self, fraction: float) -> float:
         """Nearest-rank percentile of the latencies, in milliseconds."""
+        if self.quantiles is not None:
+            return self.quantiles[fraction]
         ordered = sorted(self.latencies)
         if not ordered:
             return 0.0
@@ -54,7 +59,8 @@ def figures(label: str, samples: list[Sample]) -> Figures:
     """Medians over rounds: one slow round (another engineer's build) moves them little."""
     return Figures(
         label=label,
-        operations=samples[0].operations,
+        # Fixed per round, except with wrk, which runs for a time: then the median count.
+        operations=round(statistics.median(s.operations for s in samples)),
         concurrency=samples[0].concurrency,
         rounds=len(samples),
         throughput=statistics.median(s.throughput for s in samples),
@@ -81,15 +87,59 @@ def interleaved(runs: dict[str, Callable[[], Sample]], *, rounds: int) -> dict[s
     return samples
 
 
-def ratio_line(title: str, a: Figures, b: Figures, *, unit: str = "req") -> str:
-    """'title: A/B throughput 0.42x, p50 2.31x, p99 1.80x' plus both sides' inputs."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a ratio should be: `metric` (throughput, p50 or p99) at least or at most `value`."""
 
-    def r(x: float, y: float) -> str:
-        return f"{x / y:.2f}x" if y else "n/a"
+    metric: Literal["throughput", "p50", "p99"]
+    at_least: bool
+    value: float
 
-    return (
-        f"RATIO {title}: throughput {r(a.throughput, b.throughput)}, "
-        f"p50 {r(a.p50_ms, b.p50_ms)}, p99 {r(a.p99_ms, b.p99_ms)} ({a.label} / {b.label})\n"
-        f"    {a.describe(unit)}\n"
-        f"    {b.describe(unit)}"
-    )
+    def met(self, comparison: Comparison) -> bool:
+        """Whether the comparison's ratio of this metric is on the right side of the value."""
+        ratio = comparison.ratios[self.metric]
+        return ratio >= self.value if self.at_least else ratio <= self.value
+
+    def describe(self) -> str:
+        """'throughput >= 0.75x'."""
+        return f"{self.metric} {'>=' if self.at_least else '<='} {self.value:.2f}x"
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A against B: both sides' figures, their ratios, and the target if there is one."""
+
+    title: str
+    a: Figures
+    b: Figures
+    unit: str = "req"
+    target: Target | None = None
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """A / B of throughput, p50 and p99 (0.0 where B is 0)."""
+
+        def r(x: float, y: float) -> float:
+            return x / y if y else 0.0
+
+        return {
+            "throughput": r(self.a.throughput, self.b.throughput),
+            "p50": r(self.a.p50_ms, self.b.p50_ms),
+            "p99": r(self.a.p99_ms, self.b.p99_ms),
+        }
+
+    def __str__(self) -> str:
+        """'RATIO title: throughput 0.42x, p50 2.31x, p99 1.80x (A / B) [target ...]' + inputs."""
+        r = self.ratios
+        verdict = ""
+        if self.target is not None:
+            verdict = (
+                f" [target {self.target.describe()}: "
+                f"{'met' if self.target.met(self) else 'MISSED'}]"
+            )
+        return (
+            f"RATIO {self.title}: throughput {r['throughput']:.2f}x, p50 {r['p50']:.2f}x, "
+            f"p99 {r['p99']:.2f}x ({self.a.label} / {self.b.label}){verdict}\n"
+            f"    {self.a.describe(self.unit)}\n"
+            f"    {self.b.describe(self.unit)}"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationError, model_validator
@@ -26,15 +27,18 @@ class Scale:
     db_rounds: int
     orm_reads: int  # ORM transactions per round and side, one at a time
     orm_rounds: int
+    tutorial_seconds: float  # per round and side with wrk (else http_requests requests)
+    tutorial_concurrency: int
+    latency_requests: int  # per round and side, at concurrency 1 (and 32)
 
 
 SCALES: dict[str, Scale] = {
     # SPEC §9: 10 against 10,000 tenants, 1,000,000 users in all; a few minutes on 2 cores.
     # Many short rounds rather than a few long ones: the median shrugs off a noisy one.
-    "full": Scale(1000, 16, 5, 1_000_000, 10, 10_000, 10_000, 4, 5, 1000, 5),
-    "small": Scale(500, 8, 3, 100_000, 10, 1_000, 3000, 4, 3, 500, 3),
+    "full": Scale(1000, 16, 5, 1_000_000, 10, 10_000, 10_000, 4, 5, 1000, 5, 3, 32, 300),
+    "small": Scale(500, 8, 3, 100_000, 10, 1_000, 3000, 4, 3, 500, 3, 2, 32, 200),
     # For the suite: proves every part runs end to end, measures nothing worth reading.
-    "tiny": Scale(60, 4, 2, 2_000, 10, 100, 100, 2, 2, 60, 2),
+    "tiny": Scale(60, 4, 2, 2_000, 10, 100, 100, 2, 2, 60, 2, 1, 4, 40),
 }
 
 
@@ -44,6 +48,8 @@ class BenchSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
     BENCH_SCALE: Literal["full", "small", "tiny"] = "full"
+    # Where the results JSON and chart go (one pair per run, named by date and host).
+    BENCH_RESULTS_DIR: Path = Path(__file__).resolve().parent / "results"
     # A running stack to measure instead of starting one (all four or none).
     BENCH_GATEWAY_URL: str | None = None
     BENCH_USERS_URL: str | None = None

@@ -8,13 +8,16 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Scope
 from yarl import URL
 
 from gateway.errors import GatewayError
 from services.tenancy.signing import CONTEXT_HEADERS
 
+# Answers up to this size (by their Content-Length) are read whole and sent as one: a
+# streamed answer costs a task group and a chunk loop per request (issue 10's profile).
+BUFFERED_RESPONSE_BYTES = 64 * 1024
 # Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message.
 HOP_BY_HOP = frozenset(
     {
@@ -129,13 +132,14 @@ async def forward(
     body: bytes | None,
     extra_headers: Mapping[str, str],
     response_headers: Mapping[str, str],
-) -> StreamingResponse:
-    """Send the request (its body already read) upstream, stream the answer back; 503/504/502."""
+) -> Response:
+    """Send the request (its body already read) upstream, pass the answer back; 503/504/502."""
     headers = upstream_request_headers(request.scope["headers"])
     headers.update(extra_headers)
     client = request.client.host if request.client else ""
     headers["X-Forwarded-For"] = client
-    headers["X-Forwarded-Proto"] = request.url.scheme
+    # From the scope: request.url would build (and parse) the whole URL for one field.
+    headers["X-Forwarded-Proto"] = request.scope.get("scheme", "http")
     if "host" in request.headers:
         headers["X-Forwarded-Host"] = request.headers["host"]
     try:
@@ -161,22 +165,46 @@ async def forward(
         # The upstream accepted the connection, then broke it: not the client's fault.
         raise GatewayError(502, "bad response from upstream") from exc
 
-    async def answer() -> AsyncIterator[bytes]:
+    raw_headers = downstream_response_headers(upstream_response.headers) + [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response_headers.items()
+    ]
+    response: Response
+    if (upstream_response.content_length or 0) <= BUFFERED_RESPONSE_BYTES and (
+        upstream_response.content_length is not None
+    ):
+        response = Response(await _read_whole(upstream_response), upstream_response.status)
+    else:
+        response = _streamed(upstream_response)
+    response.raw_headers = raw_headers
+    return response
+
+
+async def _read_whole(upstream_response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await upstream_response.read()
+    except (TimeoutError, aiohttp.SocketTimeoutError) as exc:
+        raise GatewayError(504, "upstream timed out") from exc
+    except aiohttp.ClientError as exc:
+        raise GatewayError(502, "bad response from upstream") from exc
+    finally:
+        upstream_response.release()
+
+
+def _streamed(upstream_response: aiohttp.ClientResponse) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
         try:
             async for chunk in upstream_response.content.iter_any():
                 yield chunk
         finally:
             upstream_response.release()
 
-    response = StreamingResponse(
-        answer(),
-        status_code=upstream_response.status,
-        background=BackgroundTask(upstream_response.release),
+    async def release() -> None:
+        # async: a sync background task would cost a worker-thread hop per request.
+        upstream_response.release()
+
+    return StreamingResponse(
+        body(), status_code=upstream_response.status, background=BackgroundTask(release)
     )
-    response.raw_headers = downstream_response_headers(upstream_response.headers) + [
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response_headers.items()
-    ]
-    return response
 
 
 def make_session(*, timeout_seconds: float) -> aiohttp.ClientSession:

@@ -71,6 +71,10 @@ def _prepend_tenant_setting(
 
 def _forget_pending(conn: Connection, *_args: Any) -> None:
     # A transaction that ended before running any statement must not leave its tenant behind.
+    # A connection that died has no info to reach (touching it raises while the rollback of
+    # its dead transaction is under way); its record is cleared at checkin anyway.
+    if conn.invalidated:
+        return
     conn.info.pop(_PENDING_KEY, None)
 
 
