@@ -7,15 +7,22 @@ import sys
 
 import uvicorn
 
+from gateway.breaker import credentials_refused
 from gateway.config import Settings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.listeners import bind
 from gateway.main import create_app
+from services.tenancy.settings import EXIT_BAD_SETTING
 
 
 def main() -> None:
     """Serve on GATEWAY_HOST:GATEWAY_PORT, plus the internal listener when one is set."""
     settings = Settings.load()
+    refused = credentials_refused(settings.REDIS_URL)
+    if refused is not None:
+        # Otherwise it would run "degraded" for ever, every Redis call failing alike.
+        print(f"gateway: invalid setting REDIS_URL: Redis refused it: {refused}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SETTING)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     config = uvicorn.Config(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -94,6 +94,8 @@ class Settings(GatewayDatabase):
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     ADMIN_TOKEN: str = Field(min_length=MIN_SECRET_LENGTH)
     INTERNAL_SIGNING_SECRET: str = Field(min_length=MIN_SECRET_LENGTH)
+    # The key of the MAC over cached values in Redis; unset: derived from ADMIN_TOKEN.
+    GATEWAY_CACHE_SECRET: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
     # 32 bytes at least: PyJWT (rightly) warns about shorter HS256 keys.
     JWT_SECRET: str | None = Field(default=None, min_length=32)
     GATEWAY_AUTH_MODES: Annotated[frozenset[str], NoDecode] = frozenset({"api_key", "jwt"})
@@ -101,12 +103,24 @@ class Settings(GatewayDatabase):
     USERS_URL: str = "http://127.0.0.1:8001"
     GATEWAY_ROUTES: str | None = None
     DEFAULT_RATE_LIMIT_PER_SECOND: int = Field(default=100, ge=0)
+    # Replicas sharing the rate limits: without Redis each enforces limit / this many.
+    GATEWAY_REPLICAS: int = Field(default=1, ge=1, le=10_000)
+    # Redis calls in flight at once (= pooled connections); a call waits 50 ms for one.
+    REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1, le=10_000)
     TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
     REQUEST_BODY_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
     # Checked when set: a token for another audience or from another issuer is refused.
     JWT_AUDIENCE: str | None = None
     JWT_ISSUER: str | None = None
+    # Fairness (gateway/admission.py, gateway/keyguard.py); all per replica.
+    TENANT_MAX_IN_FLIGHT: int = Field(default=16, ge=0, le=100_000)
+    GATEWAY_MAX_IN_FLIGHT: int = Field(default=128, ge=0, le=100_000)
+    GATEWAY_QUEUE_TIMEOUT_SECONDS: float = Field(default=2, gt=0, le=60)
+    KEY_LOOKUPS_PER_SECOND: int = Field(default=20, ge=0, le=100_000)
+    KEY_LOOKUPS_PER_CLIENT_PER_SECOND: int = Field(default=5, ge=0, le=100_000)
+    # A measurement switch for the load tests' "protection off" runs, not for production.
+    TENANT_FAIRNESS: Literal["on", "off"] = "on"
     GATEWAY_HOST: str = "127.0.0.1"
     GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
     # When set, /admin and /metrics are served here (and /admin no longer on GATEWAY_PORT).
@@ -121,6 +135,7 @@ class Settings(GatewayDatabase):
         "GATEWAY_ROUTES",
         "GATEWAY_INTERNAL_PORT",
         "GATEWAY_INTERNAL_HOST",
+        "GATEWAY_CACHE_SECRET",
         mode="before",
     )
     @classmethod
@@ -191,6 +206,11 @@ class Settings(GatewayDatabase):
     def routes(self) -> dict[str, str]:
         """Path prefix -> upstream origin."""
         return parse_routes(self.GATEWAY_ROUTES or f"/users={self.USERS_URL}")
+
+    @property
+    def cache_secret(self) -> str:
+        """What the cache MAC key derives from: gateway-only, never the services' secret."""
+        return self.GATEWAY_CACHE_SECRET or self.ADMIN_TOKEN
 
     @property
     def credential_modes(self) -> frozenset[str]:

@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway import admin, health, pipeline
+from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
+from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
+from gateway.keyguard import KeyLookupGuard
 from gateway.listeners import ListenerGate
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
 from gateway.proxy import RouteTable, make_session
@@ -35,7 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
         engine = make_engine(settings.database_url())
-        redis = RedisLink(make_client(settings.REDIS_URL))
+        pool = settings.REDIS_MAX_CONNECTIONS
+        redis = RedisLink(make_client(settings.REDIS_URL, max_connections=pool), max_in_flight=pool)
         # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.
         pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)
         session = make_session(timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS)
@@ -44,8 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
             redis=redis,
             metrics=metrics,
             ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS,
+            sealer=Sealer(derive_cache_key(settings.cache_secret)),
         )
         invalidator = Invalidator(redis=redis, directory=directory)
+        fair = settings.TENANT_FAIRNESS == "on"
         state = GatewayState(
             settings=settings,
             engine=engine,
@@ -58,9 +64,23 @@ def create_app(settings: Settings) -> FastAPI:
                 redis=redis,
                 metrics=metrics,
                 default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND,
+                replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
             signer=Signer(settings.INTERNAL_SIGNING_SECRET),
+            admission=Admission(
+                default_cap=settings.TENANT_MAX_IN_FLIGHT,
+                capacity=settings.GATEWAY_MAX_IN_FLIGHT,
+                queue_timeout_seconds=settings.GATEWAY_QUEUE_TIMEOUT_SECONDS,
+                metrics=metrics,
+                enabled=fair,
+            ),
+            key_guard=KeyLookupGuard(
+                per_second=settings.KEY_LOOKUPS_PER_SECOND,
+                per_client_per_second=settings.KEY_LOOKUPS_PER_CLIENT_PER_SECOND,
+                metrics=metrics,
+                enabled=fair,
+            ),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         try:

@@ -23,6 +23,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.cache_rejected = Counter(
+            "gateway_tenant_cache_rejected",
+            "Redis cache entries ignored: malformed, bad_mac (forged or moved) or expired",
+            ["reason"],
+            registry=self.registry,
+        )
         self.db_lookups = Counter(
             "gateway_tenant_db_lookups",
             "Tenant/key lookups that reached PostgreSQL",
@@ -30,6 +36,35 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused with 429", registry=self.registry
+        )
+        self.ratelimit_fallback = Counter(
+            "gateway_ratelimit_fallback",
+            "Rate-limit decisions made in-process (limit / GATEWAY_REPLICAS): redis_down or "
+            "redis_busy (every pooled connection in use)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.admission_refused = Counter(
+            "gateway_admission_refused",
+            "Requests refused by admission: tenant_in_flight (429, over max_in_flight), "
+            "tenant_share (429, waited while over its fair share), saturated (503)",
+            ["reason"],
+            registry=self.registry,
+        )
+        # Read from the admission queue at scrape time: nothing on the request path.
+        self.in_flight = Gauge(
+            "gateway_in_flight", "Requests admitted and not finished", registry=self.registry
+        )
+        self.queued = Gauge(
+            "gateway_admission_queued",
+            "Requests waiting for a slot (the replica is at GATEWAY_MAX_IN_FLIGHT)",
+            registry=self.registry,
+        )
+        self.key_lookups_refused = Counter(
+            "gateway_key_lookups_refused",
+            "Unknown-key lookups refused before PostgreSQL: scope client (429) or global (503)",
+            ["scope"],
+            registry=self.registry,
         )
         self.redis_up = Gauge(
             "gateway_redis_up",

@@ -1,12 +1,13 @@
 """The gateway's request path, in order: identify -> authenticate -> validate tenant ->
-rate limit -> read body -> sign -> forward. Each step is one call into the module that owns it."""
+rate limit -> admit -> read body -> sign -> forward. Each step is one call into the module
+that owns it."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import identity, proxy
+from gateway import hangup, identity, proxy
 from gateway.body import read_body
 from gateway.errors import GatewayError
 from gateway.state import GatewayState
@@ -44,19 +45,21 @@ async def handle(request: Request) -> Response:
     claims = identity.identify(
         request.headers, modes=settings.GATEWAY_AUTH_MODES, base_domain=settings.GATEWAY_BASE_DOMAIN
     )
+    # An unknown key or slug costs a PostgreSQL query only within the key guard's budget.
+    client = request.client.host if request.client else ""
     credential_tenant_id = await identity.authenticate(
         request.headers,
         modes=settings.GATEWAY_AUTH_MODES,
         jwt_secret=settings.JWT_SECRET,
         jwt_audience=settings.JWT_AUDIENCE,
         jwt_issuer=settings.JWT_ISSUER,
-        key_owner=state.directory.key_owner,
+        key_owner=state.key_guard.guard(state.directory.key_owner, client=client),
     )
     tenant_id = await identity.decide_tenant(
         claims,
         credential_tenant_id=credential_tenant_id,
         modes=settings.GATEWAY_AUTH_MODES,
-        slug_to_id=state.directory.tenant_id_for_slug,
+        slug_to_id=state.key_guard.guard(state.directory.tenant_id_for_slug, client=client),
     )
     tenant = await validate_tenant(state.directory, tenant_id)
 
@@ -64,8 +67,15 @@ async def handle(request: Request) -> Response:
         tenant_id=tenant.id, per_second=state.limiter.limit_for(tenant.rate_limit_per_second)
     )
 
-    # Read in full before signing (its hash is signed); no connection is held meanwhile.
-    body = await read_body(request, timeout_seconds=settings.REQUEST_BODY_TIMEOUT_SECONDS)
+    # Held from here until the response is sent, fails, or the client hangs up: a tenant's
+    # slow bodies use up its own in-flight slots, not its neighbours'.
+    slot = await state.admission.admit(tenant.id, cap=state.admission.cap_for(tenant.max_in_flight))
+    try:
+        # Read in full before signing (its hash is signed); no connection is held meanwhile.
+        body = await read_body(request, timeout_seconds=settings.REQUEST_BODY_TIMEOUT_SECONDS)
+    except BaseException:
+        slot.release()
+        raise
 
     # The signature covers the exact target and body that are forwarded, byte for byte.
     target = request_target(proxy.raw_path(request.scope), request.scope["query_string"])
@@ -78,11 +88,19 @@ async def handle(request: Request) -> Response:
         body=body or b"",
     )
 
-    return await proxy.forward(
-        request,
-        session=state.session,
-        url=upstream + target,
-        body=body,
-        extra_headers=signed,
-        response_headers=limit_headers,
-    )
+    try:
+        response = await hangup.abandon_on_hangup(
+            request,
+            lambda req: proxy.forward(
+                req,
+                session=state.session,
+                url=upstream + target,
+                body=body,
+                extra_headers=signed,
+                response_headers=limit_headers,
+            ),
+        )
+    except BaseException:
+        slot.release()
+        raise
+    return slot.release_after(response)

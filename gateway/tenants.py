@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,9 +13,12 @@ from sqlalchemy import Engine
 from gateway import store
 from gateway.breaker import RedisDown, RedisLink
 from gateway.cache import CacheTTLs, LocalCache
+from gateway.cacheseal import Sealer, Unverified
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.store import TenantRecord, run_db
+
+log = logging.getLogger("gateway.cache")
 
 
 def tenant_redis_key(tenant_id: int) -> str:
@@ -34,11 +37,18 @@ class TenantDirectory:
     """Answers "who is tenant N / slug S / key K" at zero database queries in steady state."""
 
     def __init__(
-        self, *, engine: Engine, redis: RedisLink, metrics: Metrics, ttl_seconds: float
+        self,
+        *,
+        engine: Engine,
+        redis: RedisLink,
+        metrics: Metrics,
+        ttl_seconds: float,
+        sealer: Sealer,
     ) -> None:
         self._engine = engine
         self._redis = redis
         self._metrics = metrics
+        self._sealer = sealer
         self._ttls = CacheTTLs.from_total(ttl_seconds)
         self.local = LocalCache()
         # One database query per key at a time, however many requests miss together.
@@ -53,27 +63,38 @@ class TenantDirectory:
         )
         return TenantRecord.from_json(data) if data is not None else None
 
-    async def tenant_id_for_slug(self, slug: str) -> int | None:
-        """The id of the tenant with this slug, or None."""
-        data = await self._lookup(
-            ("slug", slug),
-            slug_redis_key(slug),
-            lambda: self._load(store.find_tenant_id_by_slug, slug, encode=int),
-        )
+    async def tenant_id_for_slug(
+        self, slug: str, *, before_query: Callable[[], None] | None = None
+    ) -> int | None:
+        """The id of the tenant with this slug, or None (`before_query` as for key_owner)."""
+
+        async def load() -> Any:
+            if before_query is not None:
+                before_query()
+            return await self._load(store.find_tenant_id_by_slug, slug, encode=int)
+
+        data = await self._lookup(("slug", slug), slug_redis_key(slug), load)
         return int(data) if data is not None else None
 
-    async def key_owner(self, digest: bytes) -> int | None:
-        """The tenant id of the unrevoked key with this digest, or None."""
+    async def key_owner(
+        self, digest: bytes, *, before_query: Callable[[], None] | None = None
+    ) -> int | None:
+        """The tenant id of the unrevoked key with this digest, or None.
+
+        `before_query` runs only when neither cache knows the key; it may refuse (raise).
+        """
         digest_hex = digest.hex()
-        data = await self._lookup(
-            ("apikey", digest_hex),
-            apikey_redis_key(digest_hex),
-            lambda: self._load(
+
+        async def load() -> Any:
+            if before_query is not None:
+                before_query()
+            return await self._load(
                 store.find_active_key,
                 digest,
                 encode=lambda k: {"key_id": k.id, "tenant_id": k.tenant_id},
-            ),
-        )
+            )
+
+        data = await self._lookup(("apikey", digest_hex), apikey_redis_key(digest_hex), load)
         return int(data["tenant_id"]) if data is not None else None
 
     def forget(self, message: str) -> None:
@@ -122,11 +143,18 @@ class TenantDirectory:
         except RedisDown:
             raw = None
         if raw is not None:
-            self._metrics.cache.labels(result="hit_redis").inc()
-            value = json.loads(raw)
-            ttl = self._ttls.local if value is not None else self._ttls.negative_local
-            self.local.put(local_key, value, ttl=ttl, generation=generation)
-            return value
+            try:
+                # decode_responses=True: a str; anything else is not ours either.
+                value = self._sealer.open(redis_key, raw if isinstance(raw, str) else "")
+            except Unverified as exc:
+                # Forged, moved or expired: a miss, and the write-back below replaces it.
+                self._metrics.cache_rejected.labels(reason=exc.reason).inc()
+                log.warning("ignored an unverifiable cache entry %s (%s)", redis_key, exc.reason)
+            else:
+                self._metrics.cache.labels(result="hit_redis").inc()
+                ttl = self._ttls.local if value is not None else self._ttls.negative_local
+                self.local.put(local_key, value, ttl=ttl, generation=generation)
+                return value
         self._metrics.cache.labels(result="miss").inc()
         value = await load()
         positive = value is not None
@@ -138,9 +166,10 @@ class TenantDirectory:
         )
         if generation == self.local.generation:
             redis_ttl = self._ttls.redis if positive else self._ttls.negative_redis
+            sealed = self._sealer.seal(redis_key, value, ttl_seconds=redis_ttl)
             with contextlib.suppress(RedisDown):
                 await self._redis.call(
-                    lambda r: r.set(redis_key, json.dumps(value), px=max(1, int(redis_ttl * 1000)))
+                    lambda r: r.set(redis_key, sealed, px=max(1, int(redis_ttl * 1000)))
                 )
         return value
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from gateway.config import Settings, parse_routes
+from kit.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {
@@ -104,6 +105,15 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("ADMIN_TOKEN", "tiny"),
         ("REQUEST_BODY_TIMEOUT_SECONDS", "0"),
         ("GATEWAY_INTERNAL_PORT", "70000"),
+        ("TENANT_MAX_IN_FLIGHT", "-1"),
+        ("GATEWAY_MAX_IN_FLIGHT", "lots"),
+        ("GATEWAY_QUEUE_TIMEOUT_SECONDS", "0"),
+        ("KEY_LOOKUPS_PER_SECOND", "-3"),
+        ("KEY_LOOKUPS_PER_CLIENT_PER_SECOND", "1.5"),
+        ("TENANT_FAIRNESS", "maybe"),
+        ("GATEWAY_CACHE_SECRET", "short"),
+        ("GATEWAY_REPLICAS", "0"),
+        ("REDIS_MAX_CONNECTIONS", "none"),
     ],
 )
 def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(name: str, value: str) -> None:
@@ -151,3 +161,16 @@ def test_jwt_audience_and_issuer_are_optional_and_empty_means_unset() -> None:
     configured = settings(JWT_AUDIENCE="api", JWT_ISSUER="")
     assert (configured.JWT_AUDIENCE, configured.JWT_ISSUER) == ("api", None)
     assert settings().REQUEST_BODY_TIMEOUT_SECONDS == 10
+
+
+@pytest.mark.parametrize("credentials", ["gateway:not-the-password@", ""])
+def test_redis_refusing_the_credentials_stops_the_gateway_naming_redis_url(
+    redis_server: RedisServer, credentials: str
+) -> None:
+    url = f"redis://{credentials}127.0.0.1:{redis_server.port}/0"
+    result = run_gateway({**VALID, "REDIS_URL": url})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gateway: invalid setting REDIS_URL: Redis refused it")
+    assert "not-the-password" not in result.stderr

@@ -17,9 +17,16 @@ from gateway.tests.factories import bearer, create_tenant, wait_for
 from kit.testing import Database
 
 
-def counters(admin: httpx.Client) -> dict[str, float]:
-    """Sample name (with labels) -> value from the gateway's /metrics (it needs the token)."""
-    response = admin.get("/metrics")
+def counters(admin: httpx.Client | str, token: str | None = None) -> dict[str, float]:
+    """Sample name (with labels) -> value from the gateway's /metrics (it needs the token).
+
+    `admin`: a client carrying the admin token, or a gateway URL with `token`.
+    """
+    if isinstance(admin, str):
+        headers = {"Authorization": f"Bearer {token}"}
+        response = httpx.get(f"{admin}/metrics", headers=headers, timeout=10)
+    else:
+        response = admin.get("/metrics")
     assert response.status_code == 200, response.text
     text = response.text
     values: dict[str, float] = {}

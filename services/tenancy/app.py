@@ -21,6 +21,7 @@ from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
 EXIT_NO_DATABASE = 4
@@ -70,6 +71,8 @@ def create_tenant_app(
         )
         try:
             await run_in_threadpool(require_isolation, engine)
+            choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
+            log.info("tenant setting: %s", choice.describe())
             yield {
                 "tenancy": Tenancy(
                     engine=engine,
@@ -77,6 +80,7 @@ def create_tenant_app(
                     destination=settings.destination,
                     nonces=nonces,
                     log=log,
+                    tenant_setting=choice,
                 )
             }
         finally:

@@ -30,6 +30,14 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse(
             {"detail": f"{', '.join(missing)} unreachable", "missing": missing}, status_code=503
         )
+    details = runtime.tenant_setting.as_details()
     if missing:  # replays to another replica are possible meanwhile: say so
-        return JSONResponse({"status": "degraded", "missing": missing, "replay_store": "local"})
-    return JSONResponse({"status": "ready"})
+        return JSONResponse(
+            {
+                "status": "degraded",
+                "missing": missing,
+                "replay_store": "local",
+                "tenant_setting": details,
+            }
+        )
+    return JSONResponse({"status": "ready", "tenant_setting": details})

@@ -14,6 +14,7 @@ from yarl import URL as HttpURL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
 from services.tenancy.signing import destination_key
+from services.tenancy.tenant_setting import TenantSettingMode
 
 EXIT_BAD_SETTING = 2
 
@@ -29,6 +30,8 @@ class TenantServiceSettings(BaseSettings):
 
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
+    # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
+    TENANT_SETTING: TenantSettingMode = "auto"
     INTERNAL_SIGNING_SECRET: SecretStr | None = Field(default=None, min_length=16)
     # Instead of the shared secret: only this service's derived key (64 hex characters), so
     # the service cannot sign for any other destination. See docs/add-a-service.md.

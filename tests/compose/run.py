@@ -51,6 +51,8 @@ def write_env_file(path: Path) -> None:
         "ADMIN_TOKEN": secrets.token_hex(32),
         "INTERNAL_SIGNING_SECRET": secrets.token_hex(32),
         "JWT_SECRET": secrets.token_hex(32),
+        "REDIS_GATEWAY_PASSWORD": secrets.token_hex(24),
+        "REDIS_SERVICES_PASSWORD": secrets.token_hex(24),
         "GATEWAY_PUBLISHED_PORT": str(free_port()),
         "GATEWAY_ADMIN_PUBLISHED_PORT": str(free_port()),
         "SCALE_PUBLISHED_PORT": str(free_port()),
@@ -101,7 +103,14 @@ def main() -> int:
             "E2E_ADMIN_TOKEN": settings["ADMIN_TOKEN"],
             "E2E_DATABASE_URL": stack.owner_database_url(),
             # Gateways and tokens the e2e tests make themselves must match the stack's.
-            "E2E_REDIS_URL": f"redis://127.0.0.1:{stack.port('redis', 6379)}/0",
+            "E2E_REDIS_URL": (
+                f"redis://gateway:{settings['REDIS_GATEWAY_PASSWORD']}"
+                f"@127.0.0.1:{stack.port('redis', 6379)}/0"
+            ),
+            "E2E_REDIS_SERVICES_URL": (
+                f"redis://services:{settings['REDIS_SERVICES_PASSWORD']}"
+                f"@127.0.0.1:{stack.port('redis', 6379)}/0"
+            ),
             "E2E_JWT_SECRET": settings["JWT_SECRET"],
         }
         e2e = pytest(["tests/e2e"], e2e_env)

@@ -268,9 +268,12 @@ def test_users_service_never_receives_the_owner_url_or_the_admin_token(
     names = {var["name"] for var in container.get("env", [])}
     assert "APP_DATABASE_URL" in names
     assert not names & {"DATABASE_URL", "ADMIN_TOKEN", "JWT_SECRET"}
-    # Its REDIS_URL (replay protection) is the services' own, never the gateway's.
-    keys = {var["name"]: var["valueFrom"]["secretKeyRef"]["key"] for var in container["env"]}
-    assert keys["REDIS_URL"] == "SERVICES_REDIS_URL"
+    # Its REDIS_URL is the `services` ACL user's, never the gateway's.
+    (redis,) = [var for var in container["env"] if var["name"] == "REDIS_URL"]
+    assert redis["valueFrom"]["secretKeyRef"]["key"] == "REDIS_SERVICES_URL"
+    secrets = _read_env_file(EXAMPLE / "secrets.env")
+    assert secrets["REDIS_SERVICES_URL"].startswith("redis://services:")
+    assert secrets["REDIS_URL"].startswith("redis://gateway:")
 
 
 def test_admin_and_metrics_sit_on_an_internal_port_open_only_to_labelled_pods(
