@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import admin, health, pipeline
+from gateway import admin, health, ownpaths, pipeline
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
@@ -108,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+    # Before the catch-all: an unknown method on the gateway's own paths is a 405.
+    own = [*health.router.routes, *admin.router.routes, *app.router.routes]
+    ownpaths.refuse_other_methods(app, own, METHODS)
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from typing import ClassVar, NoReturn, Self
+from typing import ClassVar, Literal, NoReturn, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +17,8 @@ from services.tenancy.signing import destination_key
 from services.tenancy.tenant_setting import TenantSettingMode
 
 EXIT_BAD_SETTING = 2
+# The longest statement timeout a service accepts, as its setting or a tenant's own (10 min).
+MAX_STATEMENT_TIMEOUT_MS = 600_000
 
 
 class TenantServiceSettings(BaseSettings):
@@ -32,6 +34,13 @@ class TenantServiceSettings(BaseSettings):
     DATABASE_URL: str | None = None
     # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
     TENANT_SETTING: TenantSettingMode = "auto"
+    # Fairness (docs/fairness.md): `off` lifts the per-tenant share of the pool, for the
+    # load test's comparison. The gateway reads the same variable for its own policies.
+    TENANT_FAIRNESS: Literal["on", "off"] = "on"
+    TENANT_POOL_SHARE_PERCENT: int = Field(default=25, ge=1, le=100)
+    TENANT_POOL_WAIT_SECONDS: float = Field(default=1.0, ge=0, le=3)
+    # A tenant's statements are cancelled after this, unless the gateway signs its own value.
+    TENANT_STATEMENT_TIMEOUT_MS: int = Field(default=4000, ge=1, le=MAX_STATEMENT_TIMEOUT_MS)
     INTERNAL_SIGNING_SECRET: SecretStr | None = Field(default=None, min_length=16)
     # Instead of the shared secret: only this service's derived key (64 hex characters), so
     # the service cannot sign for any other destination. See docs/add-a-service.md.
