@@ -62,7 +62,7 @@ def app_engine(database: Database) -> Iterator[Engine]:
 class SignedClient:
     """Requests to a service, signed for a tenant as the gateway would sign them."""
 
-    def __init__(self, client: httpx.Client, secret: str, *, destination: str = "/users") -> None:
+    def __init__(self, client: httpx.Client, secret: str, *, destination: str = "") -> None:
         self.client = client
         self.secret = secret
         self.destination = destination
@@ -73,7 +73,10 @@ class SignedClient:
         """The gateway's headers for this request (`now=` shifts the timestamp)."""
         return sign_headers(
             self.secret,
-            destination=overrides.pop("destination", self.destination),
+            # Default: the target's first segment, the prefix the gateway would route it by.
+            destination=overrides.pop("destination", None)
+            or self.destination
+            or "/" + target.split("?")[0].split("/")[1],
             tenant_id=tenant,
             request_id=uuid.uuid4().hex,
             method=method,
