@@ -143,22 +143,6 @@ async def patch_tenant(tenant_id: TenantId, body: TenantPatch, state: StateDep) 
     return TenantOut.of(tenant)
 
 
-@router.delete("/tenants/{tenant_id}", status_code=204)
-async def delete_tenant(tenant_id: TenantId, state: StateDep) -> Response:
-    """Delete the tenant, its keys, and all its rows in every service (ON DELETE CASCADE)."""
-    await _change(
-        state,
-        store.delete_tenant,
-        state.engine,
-        tenant_id,
-        plan=lambda done: invalidation.plan(
-            tenant_id=done[0].id, slug=done[0].slug, key_digests=done[1]
-        ),
-        tenant_id=tenant_id,
-    )
-    return Response(status_code=204)
-
-
 @router.post("/tenants/{tenant_id}/api-keys", status_code=201)
 async def create_key(tenant_id: TenantId, state: StateDep) -> KeyCreated:
     """A new key for the tenant, shown this once."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import admin, health, pipeline
+from gateway import admin, admin_lifecycle, health, pipeline, purger, tenantdata
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
@@ -63,13 +63,24 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             invalidator=invalidator,
         )
+        app_url = settings.lifecycle_database_url()
+        state.lifecycle = purger.Lifecycle(
+            engine=engine,
+            app_engine=tenantdata.make_app_engine(app_url) if app_url else None,
+            key=settings.certificate_key() or b"",
+            grace_seconds=settings.TENANT_DELETION_GRACE_SECONDS,
+        )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        purging = asyncio.create_task(purger.run_purger(state.lifecycle, invalidator))
         try:
             yield {"gateway": state}
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, purging):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if state.lifecycle.app_engine is not None:
+                state.lifecycle.app_engine.dispose()
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
@@ -88,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(GatewayError, handle_gateway_error)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(admin_lifecycle.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)

@@ -15,6 +15,7 @@ from gateway.config import Settings
 from gateway.invalidation import Invalidator
 from gateway.metrics import Metrics
 from gateway.proxy import RouteTable
+from gateway.purger import Lifecycle
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
 
@@ -30,6 +31,7 @@ class GatewayState:
     directory: TenantDirectory
     limiter: RateLimiter
     invalidator: Invalidator
+    lifecycle: Lifecycle | None = None
 
 
 def gateway_state(request: Request) -> GatewayState:
