@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate psql up down logs test-compose load load-noisy bench
+.PHONY: help install run test lint migrate psql up down logs test-compose test-citus load load-noisy bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ logs: ## Follow the compose stack's logs
 
 test-compose: $(INSTALLED) ## Bring the compose stack up, run the e2e suite against it, tear it down
 	$(PY) tests/compose/run.py
+
+test-citus: $(INSTALLED) ## Coordinator + 2 workers (needs Citus installed), docs/scaling.md §6, e2e isolation
+	$(PY) tests/citus/run.py
 
 load: $(INSTALLED) ## Locust, headless, per tenant, against $$LOCUST_HOST
 	$(PY) -m loadtests $(LOCUST_ARGS)

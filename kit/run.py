@@ -28,6 +28,7 @@ from services.tenancy.dburl import (
 
 DATABASE_NAME = "tenantkit"
 # Settings the user may export that the gateway reads as they are (SPEC §3).
+USERS_PASSTHROUGH = ("TENANT_SETTING",)
 GATEWAY_PASSTHROUGH = (
     "JWT_SECRET",
     "GATEWAY_AUTH_MODES",
@@ -153,6 +154,7 @@ class Runner:
             "users",
             self.config.users_port,
             {
+                **{k: environ[k] for k in USERS_PASSTHROUGH if k in environ},
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 **({"REDIS_URL": services_redis_url} if services_redis_url else {}),

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg2
@@ -60,6 +61,7 @@ class PgServer:
         port: int | None = None,
         for_tests: bool = False,
         binaries: PgBinaries | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.pgdata = self.base_dir / "pgdata"
@@ -69,6 +71,8 @@ class PgServer:
         self.port = port if port is not None else free_port()
         self.for_tests = for_tests
         self._binaries = binaries
+        # Server settings beyond the kit's own (`-c key=value`), e.g. Citus's preload.
+        self.settings = dict(settings or {})
         self.child: Child | None = None
 
     @property
@@ -209,6 +213,7 @@ class PgServer:
         if self.for_tests:
             # Throwaway clusters: durability buys nothing, speed buys shorter test runs.
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
         argv = [str(self.binaries.tool("postgres")), "-D", str(self.pgdata)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]

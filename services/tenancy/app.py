@@ -20,6 +20,7 @@ from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.runtime import Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
 EXIT_NO_DATABASE = 4
@@ -66,8 +67,15 @@ def create_tenant_app(
         engine = create_tenant_engine(settings.database_url(), application_name=name)
         try:
             await run_in_threadpool(require_isolation, engine)
+            choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
+            log.info("tenant setting: %s", choice.describe())
             yield {
-                "tenancy": Tenancy(engine=engine, signing_secret=settings.signing_secret, log=log)
+                "tenancy": Tenancy(
+                    engine=engine,
+                    signing_secret=settings.signing_secret,
+                    log=log,
+                    tenant_setting=choice,
+                )
             }
         finally:
             engine.dispose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, text
 
+from services.tenancy.citus_audit import find_citus_problems
+
 # Every relation with a tenant_id column that the role can touch, with what protects it.
 # Views and materialized views count: they bypass the base table's RLS unless the view
 # runs with the caller's rights (security_invoker), and a materialized view cannot have RLS.
@@ -158,6 +160,7 @@ def find_isolation_problems(engine: Engine) -> list[str]:
             if settings.get(name, "0") in ("0", ""):
                 problems.append(f"role {user} has no {name} of its own (ALTER ROLE ... SET)")
         problems.extend(_ownership_problems(conn, user))
+        problems.extend(find_citus_problems(conn, user))
     return problems
 
 

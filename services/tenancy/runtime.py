@@ -9,7 +9,13 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
-from services.tenancy.session import TenantSession, install_engine_hooks, open_tenant_session
+from services.tenancy.session import (
+    SeparateSettingTenantSession,
+    TenantSession,
+    install_engine_hooks,
+    open_tenant_session,
+)
+from services.tenancy.tenant_setting import TenantSettingChoice
 
 # A dead or unreachable PostgreSQL must cost a request seconds, not minutes: the gateway
 # promises an answer within 5 s, so each wait below stays well under that.
@@ -61,7 +67,13 @@ class Tenancy:
     engine: Engine
     signing_secret: str
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tenancy"))
+    # Fused unless the start-up choice (TENANT_SETTING, Citus detection) said otherwise.
+    tenant_setting: TenantSettingChoice = field(
+        default_factory=lambda: TenantSettingChoice(mode="fused", citus=False, form="fused")
+    )
 
-    def session(self, tenant_id: int) -> TenantSession:
+    def session(self, tenant_id: int) -> TenantSession | SeparateSettingTenantSession:
         """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL."""
-        return open_tenant_session(self.engine, tenant_id=tenant_id)
+        return open_tenant_session(
+            self.engine, tenant_id=tenant_id, separate=self.tenant_setting.form == "separate"
+        )

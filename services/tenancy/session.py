@@ -103,7 +103,7 @@ def _set_tenant_in_own_round_trip(
 
 
 def install_tenant_setting_separately(session_cls: type[Session]) -> None:
-    """The naive form: a separate `SET LOCAL` round trip per transaction (for benchmarks)."""
+    """A `SET LOCAL` round trip of its own per transaction: the form Citus needs."""
     event.listen(session_cls, "after_begin", _set_tenant_in_own_round_trip)
 
 
@@ -147,13 +147,26 @@ class TenantSession(Session):
     """A session bound to one tenant (in `info["tenant_id"]`), behind both walls."""
 
 
+class SeparateSettingTenantSession(Session):
+    """The same walls; the tenant is set in its own round trip (Citus, `TENANT_SETTING`)."""
+
+
+# Siblings, not parent and child: a subclass would inherit the fused form's listener too.
 install_tenant_setting(TenantSession)
 install_orm_wall(TenantSession)
+install_tenant_setting_separately(SeparateSettingTenantSession)
+install_orm_wall(SeparateSettingTenantSession)
 
 
-def open_tenant_session(engine: Engine, *, tenant_id: int) -> TenantSession:
-    """A `TenantSession` for `tenant_id` on an engine prepared by `install_engine_hooks`."""
-    session = TenantSession(bind=engine, expire_on_commit=False)
+def open_tenant_session(
+    engine: Engine, *, tenant_id: int, separate: bool = False
+) -> TenantSession | SeparateSettingTenantSession:
+    """A tenant session for `tenant_id` on an engine prepared by `install_engine_hooks`."""
+    session: TenantSession | SeparateSettingTenantSession
+    if separate:
+        session = SeparateSettingTenantSession(bind=engine, expire_on_commit=False)
+    else:
+        session = TenantSession(bind=engine, expire_on_commit=False)
     session.info[TENANT_KEY] = tenant_id
     _session_tenant(session)
     return session

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
+from services.tenancy.tenant_setting import TenantSettingMode
 
 EXIT_BAD_SETTING = 2
 
@@ -25,6 +26,8 @@ class TenantServiceSettings(BaseSettings):
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
     INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+    # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
+    TENANT_SETTING: TenantSettingMode = "auto"
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod

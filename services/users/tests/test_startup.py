@@ -51,6 +51,7 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
         ({"INTERNAL_SIGNING_SECRET": "short"}, "INTERNAL_SIGNING_SECRET"),
         ({"APP_DATABASE_URL": "mysql://u@h/db"}, "APP_DATABASE_URL"),
         ({"APP_DATABASE_URL": None, "DATABASE_URL": None}, "APP_DATABASE_URL"),
+        ({"TENANT_SETTING": "sometimes"}, "TENANT_SETTING"),
     ],
 )
 def test_malformed_setting_stops_the_process_with_one_line_naming_it(
