@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import invalidation, store
+from gateway import archive, cli_lifecycle, invalidation, lifecycle, store
 from gateway.config import CliSettings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.schemas import KeyCreated, TenantCreate, TenantOut
@@ -65,12 +65,8 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
         tenant = store.update_tenant(engine, args.id, {"status": status})
         _publish(settings, *invalidation.plan(tenant_id=tenant.id))
         _print(TenantOut.of(tenant).model_dump(mode="json"))
-    elif args.action == "delete":
-        tenant, digests = store.delete_tenant(engine, args.id)
-        _publish(
-            settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug, key_digests=digests)
-        )
-        print(f"deleted tenant {tenant.id} ({tenant.name})")
+    elif args.action in cli_lifecycle.VERBS:
+        cli_lifecycle.run(args, engine, settings, lambda k, m: _publish(settings, k, m))
 
 
 def _keys(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
@@ -88,15 +84,18 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m gateway.cli", description=__doc__)
     groups = top.add_subparsers(dest="group", required=True)
 
-    tenants = groups.add_parser("tenants", help="create, list, suspend, activate, delete")
+    tenants = groups.add_parser(
+        "tenants", help="create, list, suspend, activate, delete, restore, purge, export, import"
+    )
     t = tenants.add_subparsers(dest="action", required=True)
     create = t.add_parser("create", help="create a tenant and print its first API key")
     create.add_argument("name")
     create.add_argument("--slug")
     create.add_argument("--rate-limit", type=int, help="requests per second (0: no limit)")
     t.add_parser("list", help="list tenants")
-    for action in ("suspend", "activate", "delete"):
+    for action in ("suspend", "activate"):
         t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
+    cli_lifecycle.add_parsers(t)
 
     keys = groups.add_parser("keys", help="create or revoke API keys")
     k = keys.add_subparsers(dest="action", required=True)
@@ -126,8 +125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "key" if isinstance(exc, store.KeyNotFound) else "tenant"
         print(f"cli: no such {what}: {exc}", file=sys.stderr)
         return 1
-    except store.DuplicateTenant as exc:
+    except (
+        store.DuplicateTenant,
+        archive.BadArchive,
+        cli_lifecycle.CliRefusal,
+        lifecycle.PurgeRunning,
+        lifecycle.PurgeIncomplete,
+    ) as exc:
         print(f"cli: {exc}", file=sys.stderr)
+        return 1
+    except lifecycle.NotPendingDeletion as exc:
+        print(f"cli: tenant {exc} is not pending deletion (or its purge began)", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
         print(

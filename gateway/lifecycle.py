@@ -134,25 +134,19 @@ def purge(
 ) -> tuple[dict[str, Any], Deleted]:
     """Purge a pending_deletion tenant now and return its certificate (at most once).
 
-    A session advisory lock keeps a second replica (or the CLI) off the same tenant; the
+    An advisory lock keeps a second replica (or the CLI) off the same tenant; the
     tenant_deletions row makes an interrupted purge resumable with its original counts.
     """
-    with engine.connect() as lock:
+    # A transaction-scoped lock on a connection held open (idle, no snapshot kept) for the
+    # whole purge: unlike a session lock it is also safe behind PgBouncer's transaction mode.
+    with engine.connect() as lock, lock.begin():
         got = lock.execute(
-            text("SELECT pg_try_advisory_lock(hashtextextended('tenantkit-purge', :t))"),
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended('tenantkit-purge', :t))"),
             {"t": tenant_id},
         ).scalar()
-        lock.commit()
         if not got:
             raise PurgeRunning(tenant_id)
-        try:
-            return _purge_locked(engine, app_engine, tenant_id, key, progress)
-        finally:
-            lock.execute(
-                text("SELECT pg_advisory_unlock(hashtextextended('tenantkit-purge', :t))"),
-                {"t": tenant_id},
-            )
-            lock.commit()
+        return _purge_locked(engine, app_engine, tenant_id, key, progress)
 
 
 def _claim(engine: Engine, app_engine: Engine, tenant_id: int) -> dict[str, int] | None:

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    delete,
     func,
     insert,
     select,
@@ -245,25 +244,6 @@ def update_tenant(engine: Engine, tenant_id: int, changes: dict[str, Any]) -> Te
     if row is None:
         raise TenantNotFound(tenant_id)
     return _tenant(row)
-
-
-def delete_tenant(engine: Engine, tenant_id: int) -> tuple[TenantRecord, list[bytes]]:
-    """Delete a tenant; its keys and every row of tenant data go with it (ON DELETE CASCADE).
-
-    Returns the tenant and the digests of its keys, so that caches can forget them.
-    """
-    with engine.begin() as conn:
-        digests = list(
-            conn.execute(
-                select(api_keys.c.key_hash).where(api_keys.c.tenant_id == tenant_id)
-            ).scalars()
-        )
-        row = conn.execute(
-            delete(tenants).where(tenants.c.id == tenant_id).returning(tenants)
-        ).first()
-    if row is None:
-        raise TenantNotFound(tenant_id)
-    return _tenant(row), [bytes(d) for d in digests]
 
 
 def create_key(engine: Engine, tenant_id: int) -> tuple[KeyRecord, str]:

@@ -116,12 +116,8 @@ def test_a_tampered_or_broken_archive_is_refused_and_nothing_is_written(
         assert "detail" in response.json()
     assert len(admin.get("/admin/tenants").json()) == count
     # The untouched archive goes in (under another name: the original still exists).
-    ok = admin.post(
-        "/admin/tenants/import", content=good, params={"name": f"copy {tenant['id']}"}
-    )
+    ok = admin.post("/admin/tenants/import", content=good, params={"name": f"copy {tenant['id']}"})
     assert ok.status_code == 409  # same slug as the original
     slug = f"copy-{tenant['id']}"
-    ok = admin.post(
-        "/admin/tenants/import", content=good, params={"name": slug, "slug": slug}
-    )
+    ok = admin.post("/admin/tenants/import", content=good, params={"name": slug, "slug": slug})
     assert ok.status_code == 201, ok.text

@@ -123,8 +123,9 @@ def test_the_purger_purges_once_the_grace_period_is_over(
         # Within the grace, still restorable data.
         assert users_of(stack.database, tenant["id"]) == 5
         wait_for(
-            lambda: admin.get(f"/admin/tenants/{tenant['id']}/deletion-certificate").status_code
-            == 200,
+            lambda: (
+                admin.get(f"/admin/tenants/{tenant['id']}/deletion-certificate").status_code == 200
+            ),
             within=15,
             interval=0.2,
         )

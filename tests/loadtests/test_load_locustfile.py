@@ -114,7 +114,7 @@ def test_rows_of_another_tenant_are_caught_as_cross_tenant_and_fail_the_run(
     assert len(kept) == TENANTS
     for tenant in admin.get("/admin/tenants").json():
         if tenant["name"] in kept:
-            admin.delete(f"/admin/tenants/{tenant['id']}").raise_for_status()
+            admin.delete(f"/admin/tenants/{tenant['id']}?purge=true").raise_for_status()
 
 
 def test_missing_admin_token_stops_with_one_line_naming_it(gateway, tmp_path: Path) -> None:
