@@ -78,6 +78,8 @@ async def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise _not_found(exc) from exc
     except store.DuplicateTenant as exc:
         raise GatewayError(409, str(exc)) from exc
+    except store.TenantPendingDeletion as exc:
+        raise GatewayError(409, "tenant is pending deletion: restore it first") from exc
 
 
 async def _change(
@@ -98,6 +100,8 @@ async def _change(
         raise _not_found(exc) from exc
     except store.DuplicateTenant as exc:
         raise GatewayError(409, str(exc)) from exc
+    except store.TenantPendingDeletion as exc:
+        raise GatewayError(409, "tenant is pending deletion: restore it first") from exc
 
 
 @router.post("/tenants", status_code=201)

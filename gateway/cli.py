@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"cli: {exc}", file=sys.stderr)
         return 1
+    except store.TenantPendingDeletion as exc:
+        print(f"cli: tenant {exc} is pending deletion: restore it first", file=sys.stderr)
+        return 1
     except lifecycle.NotPendingDeletion as exc:
         print(f"cli: tenant {exc} is not pending deletion (or its purge began)", file=sys.stderr)
         return 1

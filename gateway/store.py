@@ -70,6 +70,10 @@ class TenantNotFound(Exception):
     """No tenant has this id."""
 
 
+class TenantPendingDeletion(Exception):
+    """The tenant is pending deletion: only restore (or purge) may change it."""
+
+
 class KeyNotFound(Exception):
     """The tenant holds no active key with this id."""
 
@@ -235,13 +239,16 @@ def update_tenant(engine: Engine, tenant_id: int, changes: dict[str, Any]) -> Te
         with engine.begin() as conn:
             row = conn.execute(
                 update(tenants)
-                .where(tenants.c.id == tenant_id)
+                .where(tenants.c.id == tenant_id, tenants.c.status != "pending_deletion")
                 .values(**changes)
                 .returning(tenants)
             ).first()
     except IntegrityError as exc:
         raise (_duplicate(exc) or exc) from exc
     if row is None:
+        # PATCH {"status": "active"} must not be a way around restore's rules.
+        if find_tenant(engine, tenant_id) is not None:
+            raise TenantPendingDeletion(tenant_id)
         raise TenantNotFound(tenant_id)
     return _tenant(row)
 

@@ -74,6 +74,10 @@ def test_a_tenant_walks_through_every_state(
     assert admin.get(f"/admin/tenants/{tid}").json()["status"] == "pending_deletion"
     assert users_of(database, tid) == 3
     assert admin.get(f"/admin/tenants/{tid}/deletion-certificate").status_code == 404
+    # Only restore brings it back: a PATCH is refused.
+    patched = admin.patch(f"/admin/tenants/{tid}", json={"status": "active"})
+    assert patched.status_code == 409 and "detail" in patched.json()
+    assert status(gateway.url, key) == 404
 
     # Restored: the same key sees the same users.
     restored = admin.post(f"/admin/tenants/{tid}/restore")
