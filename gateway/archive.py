@@ -65,7 +65,7 @@ def export(
                 {"v": EXPORT_STATEMENT_TIMEOUT},
             )
             for table in tables(conn):
-                entries[table.name] = _spool(conn, table, workdir, progress)
+                entries[table.name] = _spool(conn, table, tenant["id"], workdir, progress)
     manifest = {
         "format": FORMAT,
         "tenant": tenant,
@@ -81,16 +81,20 @@ def export(
     return out
 
 
-def _spool(conn: Any, table: Table, workdir: Path, progress: Progress | None) -> dict[str, Any]:
+def _spool(
+    conn: Any, table: Table, tenant_id: int, workdir: Path, progress: Progress | None
+) -> dict[str, Any]:
     cols = ", ".join(quote(c) for c in table.columns)
     query = text(
         f"SELECT row_to_json(s)::text FROM (SELECT {cols} FROM {table.name} "
-        f"ORDER BY {table.order_by()}) AS s"
+        f"WHERE tenant_id = :t ORDER BY {table.order_by()}) AS s"
     )
     digest, rows = hashlib.sha256(), 0
     path = workdir / _file_name(table.name)
     with path.open("wb") as out:
-        result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(query)
+        result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(
+            query, {"t": tenant_id}
+        )
         for (line,) in result:
             data = line.encode() + b"\n"
             digest.update(data)

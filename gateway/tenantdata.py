@@ -3,6 +3,8 @@
 Runs as the services' role with `app.tenant_id` set, one short transaction per step: the
 forced RLS policy then shows exactly that tenant's rows, all of them (RLS hides another
 tenant's rows, never the named tenant's own), so no role that bypasses RLS is needed.
+Every statement also names the tenant itself: were APP_DATABASE_URL ever a role that
+bypasses RLS, a purge must still not reach a neighbour (the gateway refuses one at start).
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ def count_rows(engine: Engine, tenant_id: int) -> dict[str, int]:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             enter_tenant(conn, tenant_id)
+            query = "SELECT count(*) FROM {} WHERE tenant_id = :t"
             return {
-                t.name: int(conn.execute(text(f"SELECT count(*) FROM {t.name}")).scalar_one())
+                t.name: int(conn.execute(text(query.format(t.name)), {"t": tenant_id}).scalar_one())
                 for t in tables(conn)
             }
 
@@ -121,12 +124,13 @@ def delete_rows(engine: Engine, tenant_id: int, progress: Progress | None = None
             deleted = 0
             batch = text(
                 f"DELETE FROM {name} WHERE ctid = ANY (ARRAY("
-                f"SELECT ctid FROM {name} LIMIT {PURGE_BATCH_ROWS}))"
+                f"SELECT ctid FROM {name} WHERE tenant_id = :t LIMIT {PURGE_BATCH_ROWS}))"
+                " AND tenant_id = :t"
             )
             while True:
                 with conn.begin():
                     enter_tenant(conn, tenant_id)
-                    n = conn.execute(batch).rowcount
+                    n = conn.execute(batch, {"t": tenant_id}).rowcount
                 deleted += n
                 if n and progress and deleted % (PURGE_BATCH_ROWS * 50) == 0:
                     progress(f"{name}: {deleted} rows deleted")
