@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate psql up down logs test-compose test-citus load load-noisy bench
+.PHONY: help install run test test-deep lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
+
+test-deep: $(INSTALLED) ## Nightly-sized: the stateful isolation test with 200 examples (~30 min)
+	ISOLATION_EXAMPLES=200 $(PY) -m pytest tests/e2e/test_isolation_stateful.py
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
@@ -59,8 +62,12 @@ test-citus: $(INSTALLED) ## Coordinator + 2 workers (needs Citus installed), doc
 load: $(INSTALLED) ## Locust, headless, per tenant, against $$LOCUST_HOST
 	$(PY) -m loadtests $(LOCUST_ARGS)
 
-load-noisy: $(INSTALLED) ## The noisy-neighbour scenario: one tenant floods, the others are measured
+load-noisy: $(INSTALLED) ## Noisy neighbours: a flood against $$LOCUST_HOST, then the attacks (fairness on vs off)
 	$(PY) -m loadtests --noisy $(LOCUST_ARGS)
+	$(PY) -m loadtests --attacks
+
+load-attacks: $(INSTALLED) ## Only the attacks: slow bodies, heavy pages, random keys; on stacks it starts
+	$(PY) -m loadtests --attacks
 
 bench: $(INSTALLED) ## The benchmarks; prints ratios measured side by side
 	$(PY) -m bench

@@ -12,7 +12,7 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import archive, invalidation, lifecycle, purger, store
 from gateway.admin import TenantId, _call, _change, require_admin
@@ -164,38 +164,11 @@ async def import_tenant(
                     raise GatewayError(413, "archive larger than 1 GiB")
                 await sink.write(chunk)
         tenant, key, clear = await _work(
-            lambda: import_archive(state, life, upload, workdir, name=name, slug=slug)
+            lambda: archive.import_tenant(
+                life.engine, life.require_app_engine(), upload, workdir, name=name, slug=slug
+            )
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     await state.invalidator.publish(*invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
     return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=clear, api_key_id=key.id)
-
-
-def import_archive(
-    state: GatewayState | None,
-    life: purger.Lifecycle,
-    upload: Path,
-    workdir: Path,
-    *,
-    name: str | None,
-    slug: str | None,
-) -> tuple[store.TenantRecord, store.KeyRecord, str]:
-    """Verify, create the tenant, load its rows; on a load failure the new tenant is removed."""
-    verified = archive.open_archive(upload, workdir)
-    source = verified.manifest["tenant"]
-    tenant, key, clear = store.create_tenant(
-        life.engine,
-        name=name or str(source.get("name", "")),
-        slug=slug or source.get("slug"),
-        rate_limit_per_second=source.get("rate_limit_per_second"),
-    )
-    try:
-        archive.load(life.require_app_engine(), tenant.id, verified)
-    except (archive.BadArchive, DBAPIError) as exc:
-        with life.engine.begin() as conn:
-            conn.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant.id})
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            raise
-        raise archive.BadArchive(f"rows refused: {str(exc.args[0]).splitlines()[0]}") from exc
-    return tenant, key, clear

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from gateway import store
 from gateway.tenantdata import Progress, Table, enter_tenant, quote, tables
 
 FORMAT = "tenantkit-export/1"
@@ -231,3 +233,38 @@ def _insert(conn: Any, insert: Any, batch: list[Any], tenant_id: int) -> int:
     rows = b"[" + b",".join(line.rstrip(b"\n") for line in batch) + b"]"
     conn.execute(insert, {"tenant": tenant_id, "rows": rows.decode()})
     return len(batch)
+
+
+def import_tenant(
+    engine: Engine,
+    app_engine: Engine,
+    upload: Path,
+    workdir: Path,
+    *,
+    name: str | None,
+    slug: str | None,
+    progress: Progress | None = None,
+) -> tuple[store.TenantRecord, store.KeyRecord, str]:
+    """Verify the archive, create its tenant anew, load its rows (the tenant goes on failure)."""
+    verified = open_archive(upload, workdir)
+    if progress:
+        progress("archive verified against its manifest")
+    source = verified.manifest["tenant"]
+    limits = {k: source.get(k) for k in ("max_in_flight", "statement_timeout_ms") if k in source}
+    tenant, key, clear = store.create_tenant(
+        engine,
+        name=name or str(source.get("name", "")),
+        slug=slug or source.get("slug"),
+        rate_limit_per_second=source.get("rate_limit_per_second"),
+        **limits,
+    )
+    try:
+        load(app_engine, tenant.id, verified, progress)
+    except BaseException as exc:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant.id})
+        if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise BadArchive(f"rows refused by the database: {first}") from exc
+        raise
+    return tenant, key, clear

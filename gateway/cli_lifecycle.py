@@ -92,21 +92,15 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
             shutil.move(path, args.output)
             print(f"tenant {args.id} exported to {args.output}")
         else:
-            verified = archive.open_archive(args.file, workdir)
-            _progress("archive verified against its manifest")
-            source = verified.manifest["tenant"]
-            tenant, key, clear = store.create_tenant(
+            tenant, key, clear = archive.import_tenant(
                 engine,
-                name=args.name or str(source.get("name", "")),
-                slug=args.slug or source.get("slug"),
-                rate_limit_per_second=source.get("rate_limit_per_second"),
+                life.require_app_engine(),
+                args.file,
+                workdir,
+                name=args.name,
+                slug=args.slug,
+                progress=_progress,
             )
-            try:
-                archive.load(life.require_app_engine(), tenant.id, verified, _progress)
-            except Exception:
-                with engine.begin() as conn:
-                    conn.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant.id})
-                raise
             publish(*invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
             body = TenantOut.of(tenant).model_dump(mode="json")
             print(json.dumps({**body, "api_key": clear, "api_key_id": key.id}, indent=2))

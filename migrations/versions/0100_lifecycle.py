@@ -1,7 +1,7 @@
 """Tenant lifecycle (issue 13): pending_deletion, the purge's claim, deletion certificates.
 
 Revision ID: 0100_lifecycle
-Revises: 0002
+Revises: 0003_tenant_limits
 Create Date: 2026-12-01
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from migrations.tenant_tables import gateway_role
 
 revision = "0100_lifecycle"
-down_revision = "0002"
+down_revision = "0003_tenant_limits"
 branch_labels = None
 depends_on = None
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
+from services.tenancy.fairshare import TenantShares
 from services.tenancy.session import (
     SeparateSettingTenantSession,
     TenantSession,
@@ -27,6 +28,8 @@ STATEMENT_TIMEOUT_MS = 4000
 # PostgreSQL connection (a backend fork and SCRAM): a quarter of the service's time in the
 # issue 10 profile. Requests beyond 20 wait up to POOL_TIMEOUT_SECONDS for one, then 503.
 POOL_SIZE = 20
+# The most connections one service process opens; each tenant's share is a part of it.
+POOL_CAPACITY = POOL_SIZE
 
 
 def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
@@ -71,9 +74,21 @@ class Tenancy:
     tenant_setting: TenantSettingChoice = field(
         default_factory=lambda: TenantSettingChoice(mode="fused", citus=False, form="fused")
     )
+    # Off unless the app factory sets it from the settings (TENANT_FAIRNESS).
+    shares: TenantShares = field(default_factory=lambda: TenantShares(limit=None, wait_seconds=0.0))
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
 
-    def session(self, tenant_id: int) -> TenantSession | SeparateSettingTenantSession:
-        """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL."""
+    def session(
+        self, tenant_id: int, *, statement_timeout_ms: int | None = None
+    ) -> TenantSession | SeparateSettingTenantSession:
+        """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL.
+
+        Its statements are cancelled after `statement_timeout_ms` (the tenant's own limit),
+        else after the service's default.
+        """
         return open_tenant_session(
-            self.engine, tenant_id=tenant_id, separate=self.tenant_setting.form == "separate"
+            self.engine,
+            tenant_id=tenant_id,
+            separate=self.tenant_setting.form == "separate",
+            statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
         )
