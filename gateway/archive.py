@@ -28,6 +28,9 @@ FORMAT = "tenantkit-export/1"
 MANIFEST = "manifest.json"
 FETCH_ROWS = 1000
 IMPORT_BATCH_ROWS = 1000
+# A hostile archive (a gzip bomb, one endless line) must not fill the disk or the memory.
+MAX_UNPACKED_BYTES = 8 * 1024**3
+MAX_LINE_BYTES = 16 * 1024**2
 # The export's statements (one FETCH each) may take longer than a request's 4 s.
 EXPORT_STATEMENT_TIMEOUT = "60s"
 
@@ -166,12 +169,15 @@ def _verified(
         raise BadArchive(f"{entry['file']} is missing")
     # Our own file name, not the member's: nothing in the archive chooses a path here.
     out = workdir / f"table-{len(list(workdir.iterdir()))}.jsonl"
-    digest, rows = hashlib.sha256(), 0
+    digest, rows, size = hashlib.sha256(), 0, 0
     with out.open("wb") as sink:
-        for line in handle:
-            digest.update(line)
-            sink.write(line)
-            rows += 1
+        while chunk := handle.read(1024 * 1024):
+            size += len(chunk)
+            if size > MAX_UNPACKED_BYTES:
+                raise BadArchive(f"{entry['file']} unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+            digest.update(chunk)
+            sink.write(chunk)
+            rows += chunk.count(b"\n")
     if digest.hexdigest() != entry.get("sha256") or rows != entry.get("rows"):
         raise BadArchive(f"{entry['file']} does not match its SHA-256 or row count in the manifest")
     return out
@@ -217,7 +223,9 @@ def _load_table(
     loaded = 0
     with path.open("rb") as lines:
         batch: list[bytes] = []
-        for line in lines:
+        while line := lines.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES:
+                raise BadArchive(f"a row of {table} is longer than {MAX_LINE_BYTES} bytes")
             batch.append(line)
             if len(batch) == IMPORT_BATCH_ROWS:
                 loaded += _insert(conn, insert, batch, tenant_id)

@@ -46,7 +46,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TABLE tenant_deletions")
-    op.execute("DELETE FROM tenants WHERE status = 'pending_deletion'")
+    # Nothing is destroyed by a downgrade: a tenant pending deletion stays refused.
+    op.execute("UPDATE tenants SET status = 'suspended' WHERE status = 'pending_deletion'")
     op.execute("ALTER TABLE tenants DROP COLUMN deletion_requested_at")
     op.execute("ALTER TABLE tenants DROP CONSTRAINT tenants_status_check")
     op.execute(
