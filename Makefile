@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-deep lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
+.PHONY: help install run test test-observe test-deep lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
+
+test-observe: $(INSTALLED) ## The dashboard's queries against Debian's prometheus (apt-get install prometheus)
+	$(PY) -m pytest tests_observe
 
 test-deep: $(INSTALLED) ## Nightly-sized: the stateful isolation test with 200 examples (~30 min)
 	ISOLATION_EXAMPLES=200 $(PY) -m pytest tests/e2e/test_isolation_stateful.py

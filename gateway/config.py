@@ -142,6 +142,10 @@ class Settings(GatewayDatabase):
     TENANT_FAIRNESS: Literal["on", "off"] = "on"
     GATEWAY_HOST: str = "127.0.0.1"
     GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
+    # Tenants with their own `tenant` label in /metrics; the rest share "other" (SPEC §10).
+    METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
+    # false: no per-request metrics by route/tenant and no usage accounting (to measure them).
+    METRICS_PER_TENANT: bool = True
 
     @field_validator(
         "JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", "GATEWAY_CACHE_SECRET", mode="before"

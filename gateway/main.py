@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import admin, admin_lifecycle, health, ownpaths, pipeline, purger, tenantdata
+from gateway import admin, admin_lifecycle, health, observe, ownpaths, pipeline, purger, tenantdata
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
@@ -24,6 +24,7 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
+from gateway.usage import UsageBook
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
                 replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
+            usage=UsageBook(redis),
             admission=Admission(
                 default_cap=settings.TENANT_MAX_IN_FLIGHT,
                 capacity=settings.GATEWAY_MAX_IN_FLIGHT,
@@ -88,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         purging = asyncio.create_task(purger.run_purger(state.lifecycle, invalidator))
+        stop_flushing = asyncio.Event()
+        flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
@@ -95,6 +99,8 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            stop_flushing.set()
+            await flusher  # its last flush: a restart loses no counted request
             if state.lifecycle.app_engine is not None:
                 state.lifecycle.app_engine.dispose()
             await invalidator.aclose()
@@ -123,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)
+    observe.install(app, settings=settings, metrics=metrics)
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     return app

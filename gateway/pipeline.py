@@ -58,6 +58,7 @@ async def handle(request: Request) -> Response:
         slug_to_id=state.key_guard.guard(state.directory.tenant_id_for_slug, client=client),
     )
     tenant = await validate_tenant(state.directory, tenant_id)
+    request.state.tenant_id = tenant.id  # from here on, the request counts as the tenant's
 
     limit_headers = await state.limiter.enforce(
         tenant_id=tenant.id, per_second=state.limiter.limit_for(tenant.rate_limit_per_second)

@@ -13,6 +13,7 @@ from starlette.types import Scope
 from yarl import URL
 
 from gateway.errors import GatewayError
+from services.tenancy.dbcost import COST_HEADER
 
 MAX_BODY_BYTES = 1024 * 1024
 # Answers up to this size (by their Content-Length) are read whole and sent as one: a
@@ -52,7 +53,8 @@ _CLIENT_ONLY = frozenset(
     }
 )
 # Set by the gateway's own server on the way back.
-_UPSTREAM_ONLY = frozenset({"date", "server", "x-request-id"})
+# COST_HEADER: the service's database cost of the request, for the usage book only.
+_UPSTREAM_ONLY = frozenset({"date", "server", "x-request-id", COST_HEADER})
 
 
 class RouteTable:
@@ -65,6 +67,13 @@ class RouteTable:
     def items(self) -> list[tuple[str, str]]:
         """(prefix, upstream) pairs."""
         return list(self._routes)
+
+    def prefix_of(self, path: str) -> str | None:
+        """The prefix a (decoded) path is routed by, for metrics labels."""
+        for prefix, _upstream in self._routes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix
+        return None
 
     def match(self, path: str) -> str | None:
         """The upstream for a (decoded) path: `/users`, `/users/` and `/users/7` match `/users`."""
@@ -182,6 +191,7 @@ async def forward(
             raise GatewayError(413, "request body larger than 1 MiB") from exc
         raise GatewayError(502, "bad response from upstream") from exc
 
+    request.state.db_cost = upstream_response.headers.get(COST_HEADER)
     raw_headers = downstream_response_headers(upstream_response.headers) + [
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response_headers.items()
     ]

@@ -20,6 +20,7 @@ from gateway.proxy import RouteTable
 from gateway.purger import Lifecycle
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
+from gateway.usage import UsageBook
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class GatewayState:
     directory: TenantDirectory
     limiter: RateLimiter
     invalidator: Invalidator
+    usage: UsageBook
     admission: Admission
     key_guard: KeyLookupGuard
     lifecycle: Lifecycle | None = None

@@ -21,6 +21,7 @@ from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
+from services.tenancy.observe import ServiceMetrics
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.tenant_setting import choose_tenant_setting
@@ -64,10 +65,12 @@ def create_tenant_app(
     name = settings.SERVICE_NAME
     log = logging.getLogger(name)
     error_map = dict(errors or {})
+    metrics = ServiceMetrics(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_tenant_engine(settings.database_url(), application_name=name)
+        metrics.watch(engine)
         try:
             await run_in_threadpool(require_isolation, engine)
             choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
@@ -96,6 +99,7 @@ def create_tenant_app(
         return JSONResponse({"detail": detail}, status_code=status)
 
     app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    metrics.install(app)
     app.add_middleware(TrailingSlashInsensitive)
     # Outermost: the body is complete before routing, so no dependency's query waits on it.
     app.add_middleware(ReadBodyFirst)

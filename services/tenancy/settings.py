@@ -28,6 +28,10 @@ class TenantServiceSettings(BaseSettings):
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
     INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+    # Tenants with their own `tenant` label in /metrics; the rest share "other" (SPEC §10).
+    METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
+    # false: no per-tenant labels or usage accounting (only to measure what they cost).
+    METRICS_PER_TENANT: bool = True
     # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
     TENANT_SETTING: TenantSettingMode = "auto"
     # Fairness (docs/fairness.md): `off` lifts the per-tenant share of the pool, for the

@@ -1,0 +1,51 @@
+"""A service's `/metrics` (SPEC §10): requests, latency and database cost, per top-K tenant."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
+
+from services.tenancy.dbcost import DbStats, ReportCost, install_cost_hooks
+from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tenantmetrics import MeasureRequests, RequestStats
+from services.tenancy.topk import TopTenants
+
+# One prefix for every service: Prometheus' `job` label tells them apart, so one dashboard
+# query covers a service added tomorrow.
+PREFIX = "service"
+
+
+def _tenant_of(scope: Scope) -> str | None:
+    tenant_id = scope.get("state", {}).get("tenant_id")
+    return None if tenant_id is None else str(tenant_id)
+
+
+class ServiceMetrics:
+    """The registry of one service app and the hooks that fill it."""
+
+    def __init__(self, settings: TenantServiceSettings) -> None:
+        top = TopTenants(settings.METRICS_TENANT_TOP_K) if settings.METRICS_PER_TENANT else None
+        self.registry = CollectorRegistry()
+        self.requests = RequestStats(PREFIX, top)
+        self.db = DbStats(PREFIX, top)
+        self.registry.register(self.requests)
+        self.registry.register(self.db)
+
+    def install(self, app: FastAPI) -> None:
+        """Add `/metrics` and the middlewares that measure every request."""
+
+        async def metrics(_request: Request) -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        app.add_route("/metrics", metrics, methods=["GET"])
+        app.add_middleware(ReportCost)
+        app.add_middleware(MeasureRequests, stats=self.requests, tenant_of=_tenant_of)
+
+    def watch(self, engine: Engine) -> None:
+        """Charge every statement on `engine` to its tenant."""
+        install_cost_hooks(engine, self.db)
