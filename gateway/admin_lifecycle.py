@@ -62,7 +62,7 @@ async def delete_tenant(
         lifecycle.request_deletion,
         state.engine,
         tenant_id,
-        plan=purger.redis_plan,
+        plan=purger.refusal_plan,
         tenant_id=tenant_id,
     )
     if life is not None:

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
         print(json.dumps(TenantOut.of(tenant).model_dump(mode="json"), indent=2))
         return
     if args.action in ("delete", "purge"):
-        publish(*purger.redis_plan(lifecycle.request_deletion(engine, args.id)))
+        publish(*purger.refusal_plan(lifecycle.request_deletion(engine, args.id)))
         if args.action == "delete" and not args.purge:
             print(f"tenant {args.id} is pending deletion (restorable until it is purged)")
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import anyio
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import invalidation, lifecycle
+from gateway import invalidation, lifecycle, usage
 from gateway.invalidation import Invalidator
 from gateway.ratelimit import rate_limit_key
 
@@ -44,11 +45,19 @@ class LifecycleUnavailable(Exception):
     """The gateway was given no way to reach tenant tables (answered 503)."""
 
 
+def refusal_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
+    """What a deletion request invalidates: the tenant's cache entries (its data stays)."""
+    t = deleted.tenant
+    return invalidation.plan(tenant_id=t.id, slug=t.slug, key_digests=deleted.key_digests)
+
+
 def redis_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
-    """Every Redis key of the tenant (cache entries, rate limit) and the messages to publish."""
+    """Every Redis key of the tenant (cache entries, rate limit, usage minutes) and messages."""
     t = deleted.tenant
     keys, messages = invalidation.plan(tenant_id=t.id, slug=t.slug, key_digests=deleted.key_digests)
-    return [*keys, rate_limit_key(t.id)], messages
+    # Usage hashes live TTL_SECONDS; every minute of that span is named (no SCAN needed).
+    spent = usage.usage_keys(t.id, window_seconds=usage.TTL_SECONDS, now=time.time())
+    return [*keys, rate_limit_key(t.id), *spent], messages
 
 
 async def purge_now(life: Lifecycle, invalidator: Invalidator, tenant_id: int) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import psycopg2
+import redis
 
 from gateway import lifecycle
 from gateway.tests.factories import bearer, create_tenant, wait_for
 from kit.procs import ServiceProcess
+from kit.servers import RedisServer
 from kit.stacks import Database, Secrets, Stack
 
 WITHIN_SECONDS = 1.0
@@ -53,8 +55,22 @@ def add_users(url: str, key: str, count: int) -> list[dict[str, Any]]:
     return [r.json() for r in made]
 
 
+def redis_keys_of(redis_server: RedisServer, tenant_id: int) -> list[str]:
+    """The tenant's rate-limit and usage keys in Redis."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        found = list(client.scan_iter(f"tk:usage:{tenant_id}:*"))
+        return found + ([f"tk:rl:{tenant_id}"] if client.exists(f"tk:rl:{tenant_id}") else [])
+    finally:
+        client.close()
+
+
 def test_a_tenant_walks_through_every_state(
-    gateway: ServiceProcess, admin: httpx.Client, database: Database, secrets: Secrets
+    gateway: ServiceProcess,
+    admin: httpx.Client,
+    database: Database,
+    secrets: Secrets,
+    redis_server: RedisServer,
 ) -> None:
     tenant = create_tenant(admin)
     tid, key = tenant["id"], tenant["api_key"]
@@ -86,10 +102,14 @@ def test_a_tenant_walks_through_every_state(
     again = httpx.get(f"{gateway.url}/users", headers=bearer(key), timeout=5).json()
     assert again == before
 
-    # Purged: rows gone, key unknown, a certificate signed with the kit's key.
+    # Its usage is flushed to Redis every second; the purge must not leave it there.
+    wait_for(lambda: len(redis_keys_of(redis_server, tid)) >= 2, within=5, interval=0.2)
+
+    # Purged: rows gone, key unknown, Redis keys gone, a certificate signed with the kit's key.
     assert admin.delete(f"/admin/tenants/{tid}", params={"purge": "true"}).status_code == 204
     assert status(gateway.url, key) == 401
     assert users_of(database, tid) == 0
+    assert redis_keys_of(redis_server, tid) == []
     assert admin.get(f"/admin/tenants/{tid}").status_code == 404
     assert admin.post(f"/admin/tenants/{tid}/restore").status_code == 404
     cert = admin.get(f"/admin/tenants/{tid}/deletion-certificate").json()
