@@ -21,6 +21,7 @@ from gateway.purger import Lifecycle
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
+from services.tenancy.signing import Signer
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class GatewayState:
     limiter: RateLimiter
     invalidator: Invalidator
     usage: UsageBook
+    signer: Signer
     admission: Admission
     key_guard: KeyLookupGuard
     lifecycle: Lifecycle | None = None
