@@ -36,6 +36,8 @@ class TenantServiceSettings(BaseSettings):
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-tenant labels or usage accounting (only to measure what they cost).
     METRICS_PER_TENANT: bool = True
+    # Rows/bytes per top-K tenant per tenant table are recounted at most this often (on scrape).
+    METRICS_TABLE_COST_SECONDS: int = Field(default=60, ge=1, le=86_400)
     # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
     TENANT_SETTING: TenantSettingMode = "auto"
     # Fairness (docs/fairness.md): `off` lifts the per-tenant share of the pool, for the
