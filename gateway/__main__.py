@@ -25,6 +25,10 @@ def main() -> None:
         raise SystemExit(EXIT_BAD_SETTING)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
+    lifecycle_url = settings.lifecycle_database_url()
+    if lifecycle_url:
+        # Purge, export and import rely on RLS too: the same refusal for their role.
+        refuse_powerful_role(lifecycle_url, program="gateway", application_name="gateway")
     config = uvicorn.Config(
         create_app(settings),
         # The gateway does not advertise its software; Date is kept.

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import admin, health, observe, ownpaths, pipeline
+from gateway import admin, admin_lifecycle, health, observe, ownpaths, pipeline, purger, tenantdata
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
@@ -84,17 +84,28 @@ def create_app(settings: Settings) -> FastAPI:
                 enabled=fair,
             ),
         )
+        app_url = settings.lifecycle_database_url()
+        state.lifecycle = purger.Lifecycle(
+            engine=engine,
+            app_engine=tenantdata.make_app_engine(app_url) if app_url else None,
+            key=settings.certificate_key() or b"",
+            grace_seconds=settings.TENANT_DELETION_GRACE_SECONDS,
+        )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        purging = asyncio.create_task(purger.run_purger(state.lifecycle, invalidator))
         stop_flushing = asyncio.Event()
         flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, purging):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             stop_flushing.set()
             await flusher  # its last flush: a restart loses no counted request
+            if state.lifecycle.app_engine is not None:
+                state.lifecycle.app_engine.dispose()
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
@@ -113,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(GatewayError, handle_gateway_error)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(admin_lifecycle.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     # Before the catch-all: an unknown method on the gateway's own paths is a 405.
     own = [*health.router.routes, *admin.router.routes, *app.router.routes]

@@ -182,6 +182,8 @@ class Runner:
             {
                 **gateway_env,
                 "GATEWAY_DATABASE_URL": roles["GATEWAY_DATABASE_URL"],
+                # Only for the tenant lifecycle (purge, export, import): docs/lifecycle.md.
+                "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "REDIS_URL": redis_url,
                 "ADMIN_TOKEN": admin_token,
                 "INTERNAL_SIGNING_SECRET": signing_secret,

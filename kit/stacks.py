@@ -182,6 +182,8 @@ def gateway_env(
     """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
     return {
         "GATEWAY_DATABASE_URL": database.gateway_url,
+        # The tenant lifecycle (purge, export, import) works on tenant tables as this role.
+        "APP_DATABASE_URL": database.app_url,
         "REDIS_URL": redis_url,
         "USERS_URL": users_url,
         "ADMIN_TOKEN": secrets.admin_token,
