@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from gateway.config import Settings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.main import create_app
+from services.tenancy.logs import configure_logging
 
 
 def main() -> None:
     """Run the gateway with uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
     settings = Settings.load()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging("gateway", settings.LOG_FORMAT)
     refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     uvicorn.run(
         create_app(settings),
@@ -24,6 +23,9 @@ def main() -> None:
         server_header=False,
         proxy_headers=False,
         log_level="info",
+        log_config=log_config,
+        # services.tenancy.accesslog writes the one line per request.
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
 

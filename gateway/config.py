@@ -11,7 +11,8 @@ from sqlalchemy.engine import make_url
 from yarl import URL
 
 from services.tenancy.dburl import derive_gateway_url, plain, to_psycopg2
-from services.tenancy.settings import stop_on_bad_setting
+from services.tenancy.logs import LogFormat
+from services.tenancy.settings import otlp_endpoint, stop_on_bad_setting
 
 CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
 IDENTIFICATION_MODES = frozenset({"subdomain", "header"})
@@ -105,6 +106,12 @@ class Settings(GatewayDatabase):
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
     GATEWAY_HOST: str = "127.0.0.1"
     GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
+    LOG_FORMAT: LogFormat = "json"
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+    # How often the merged /openapi.json asks each upstream for its document again.
+    OPENAPI_REFRESH_SECONDS: float = Field(default=60, gt=0, le=86400)
+
+    _otlp_endpoint = field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")(otlp_endpoint)
 
     @field_validator("JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", mode="before")
     @classmethod

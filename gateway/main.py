@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
+import aiohttp
 from fastapi import FastAPI
 
 from gateway import admin, health, pipeline
@@ -21,9 +23,22 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
+from services.tenancy.observe import observe
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
+
+
+def proxy_spans(provider: TracerProvider | None) -> list[aiohttp.TraceConfig] | None:
+    """A span per proxied call (and its traceparent injected) when tracing is on."""
+    if provider is None:
+        return None
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config(tracer_provider=provider)]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,7 +51,10 @@ def create_app(settings: Settings) -> FastAPI:
         redis = RedisLink(make_client(settings.REDIS_URL))
         # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.
         pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)
-        session = make_session(timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS)
+        session = make_session(
+            timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS,
+            trace_configs=proxy_spans(tracer_provider),
+        )
         directory = TenantDirectory(
             engine=engine,
             redis=redis,
@@ -71,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
             await redis.client.aclose()
             await pubsub_client.aclose()
             engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans not yet exported
 
     app = FastAPI(
         title="tenantkit gateway",
@@ -88,6 +108,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)
+    # Outside the admin gate, so refused admin calls get their log line too; the lifespan
+    # reads tracer_provider when it runs, after this assignment.
+    tracer_provider = observe(
+        app, service="gateway", otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    )
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     return app

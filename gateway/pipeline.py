@@ -22,14 +22,17 @@ def _headers_fit(request: Request) -> None:
         raise GatewayError(431, "request headers too large")
 
 
-def _route(state: GatewayState, path: str) -> str:
+def _route(request: Request, state: GatewayState, path: str) -> str:
     # Dot segments could make one service's prefix reach another's path after normalising.
     segments = path.split("/")
     if "." in segments or ".." in segments:
         raise GatewayError(400, "path must not contain . or .. segments")
-    upstream = state.routes.match(path)
-    if upstream is None:
+    found = state.routes.lookup(path)
+    if found is None:
         raise GatewayError(404, "no route for this path")
+    prefix, upstream = found
+    # The log line's route: the prefix, never the raw path (ids and junk stay out of logs).
+    request.state.route = prefix + "/*"
     return upstream
 
 
@@ -38,7 +41,7 @@ async def handle(request: Request) -> Response:
     state: GatewayState = request.state.gateway
     settings = state.settings
     _headers_fit(request)
-    upstream = _route(state, request.scope["path"])
+    upstream = _route(request, state, request.scope["path"])
 
     claims = identity.identify(
         request.headers, modes=settings.GATEWAY_AUTH_MODES, base_domain=settings.GATEWAY_BASE_DOMAIN
@@ -56,6 +59,7 @@ async def handle(request: Request) -> Response:
         slug_to_id=state.directory.tenant_id_for_slug,
     )
     tenant = await validate_tenant(state.directory, tenant_id)
+    request.state.tenant_id = tenant.id
 
     limit_headers = await state.limiter.enforce(
         tenant_id=tenant.id, per_second=state.limiter.limit_for(tenant.rate_limit_per_second)
@@ -75,6 +79,7 @@ async def handle(request: Request) -> Response:
         request,
         session=state.session,
         url=upstream + target,
-        extra_headers=signed,
+        # traceparent is end to end and outside the signature: this hop is the parent.
+        extra_headers={**signed, "traceparent": request.state.trace.traceparent()},
         response_headers=limit_headers,
     )

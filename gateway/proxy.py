@@ -68,9 +68,14 @@ class RouteTable:
 
     def match(self, path: str) -> str | None:
         """The upstream for a (decoded) path: `/users`, `/users/` and `/users/7` match `/users`."""
+        found = self.lookup(path)
+        return found[1] if found else None
+
+    def lookup(self, path: str) -> tuple[str, str] | None:
+        """(prefix, upstream) for a (decoded) path, longest prefix first."""
         for prefix, upstream in self._routes:
             if path == prefix or path.startswith(prefix + "/"):
-                return upstream
+                return prefix, upstream
         return None
 
 
@@ -224,7 +229,9 @@ def _streamed(upstream_response: aiohttp.ClientResponse) -> StreamingResponse:
     )
 
 
-def make_session(*, timeout_seconds: float) -> aiohttp.ClientSession:
+def make_session(
+    *, timeout_seconds: float, trace_configs: list[aiohttp.TraceConfig] | None = None
+) -> aiohttp.ClientSession:
     """The one pooled client of the process (aiohttp: measured ~4x httpx's proxy throughput)."""
     connector = aiohttp.TCPConnector(
         limit=512,
@@ -241,4 +248,5 @@ def make_session(*, timeout_seconds: float) -> aiohttp.ClientSession:
         # Cookies belong to clients, never to the gateway's shared session.
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("User-Agent",),
+        trace_configs=trace_configs,
     )

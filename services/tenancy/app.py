@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.tenancy import health
 from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.errors import install_database_error_handlers
+from services.tenancy.logs import configure_logging
+from services.tenancy.observe import observe
 from services.tenancy.runtime import Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
 
@@ -64,6 +66,10 @@ def create_tenant_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_tenant_engine(settings.database_url(), application_name=name)
+        if tracer_provider is not None:
+            from services.tenancy.tracing import instrument_engine
+
+            instrument_engine(engine, tracer_provider)
         try:
             await run_in_threadpool(require_isolation, engine)
             yield {
@@ -71,12 +77,17 @@ def create_tenant_app(
             }
         finally:
             engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans not yet exported
 
     async def domain_error(_request: Request, error: Exception) -> JSONResponse:
         status, detail = error_map[type(error)]
         return JSONResponse({"detail": detail}, status_code=status)
 
     app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    # Before TrailingSlashInsensitive, so inside it: the log line sees the scope the router
+    # matched. The lifespan reads tracer_provider when it runs, after this assignment.
+    tracer_provider = observe(app, service=name, otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
     app.add_middleware(TrailingSlashInsensitive)
     app.include_router(health.router)
     for router in routers:
@@ -114,8 +125,9 @@ def audit_before_serving(name: str, url: URL) -> None:
 
 def serve(app: FastAPI, settings: TenantServiceSettings, *, host: str, port: int) -> None:
     """`python -m services.<name>`: audit the database, then serve until SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    log_config = configure_logging(settings.SERVICE_NAME, settings.LOG_FORMAT)
     audit_before_serving(settings.SERVICE_NAME, settings.database_url())
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    # access_log=False: services.tenancy.accesslog writes the one line per request.
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", access_log=False, log_config=log_config
+    )

@@ -24,7 +24,7 @@ async def signed_context(request: Request) -> TenantContext:
     """Verify the gateway's signature over this exact request; 401 when it does not hold."""
     runtime = tenancy(request)
     try:
-        return verify_headers(
+        context = verify_headers(
             runtime.signing_secret,
             getlist=request.headers.getlist,
             method=request.method,
@@ -36,6 +36,10 @@ async def signed_context(request: Request) -> TenantContext:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED, detail="missing or invalid tenant context"
         ) from None
+    # For the request's log line (services.tenancy.accesslog): ids the gateway vouched for.
+    request.state.tenant_id = context.tenant_id
+    request.state.request_id = context.request_id
+    return context
 
 
 TenantDep = Annotated[TenantContext, Depends(signed_context)]

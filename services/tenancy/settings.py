@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
+from services.tenancy.logs import LogFormat
 
 EXIT_BAD_SETTING = 2
 
@@ -25,6 +26,14 @@ class TenantServiceSettings(BaseSettings):
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
     INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
+    LOG_FORMAT: LogFormat = "json"
+    # Spans are exported only when this is set (OTLP over HTTP, e.g. http://collector:4318).
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")
+    @classmethod
+    def _endpoint(cls, value: object) -> object:
+        return otlp_endpoint(value)
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod
@@ -57,6 +66,15 @@ class TenantServiceSettings(BaseSettings):
     @property
     def signing_secret(self) -> str:
         return self.INTERNAL_SIGNING_SECRET.get_secret_value()
+
+
+def otlp_endpoint(value: object) -> object:
+    """Empty means unset; otherwise an http(s) URL."""
+    if value in (None, ""):
+        return None
+    if not str(value).startswith(("http://", "https://")):
+        raise ValueError("not an http(s):// URL of an OTLP/HTTP receiver")
+    return value
 
 
 def setting_error_line(program: str, exc: ValidationError) -> str:
