@@ -4,14 +4,22 @@
 set -eu
 
 env_file=${1:-.env}
-if [ -e "$env_file" ]; then
-    exit 0
-fi
 
-# Hex secrets: safe inside database URLs and shell lines without quoting.
+# Hex secrets: safe inside database and Redis URLs and shell lines without quoting.
 secret() {
     od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'
 }
+
+if [ -e "$env_file" ]; then
+    # An .env from an older tenantkit: add the secrets it lacks, change nothing else.
+    for name in OWNER_DB_PASSWORD GATEWAY_DB_PASSWORD REDIS_GATEWAY_PASSWORD REDIS_SERVICES_PASSWORD; do
+        if ! grep -q "^$name=" "$env_file"; then
+            echo "$name=$(secret 24)" >>"$env_file"
+            echo "make up: added a generated $name to $env_file"
+        fi
+    done
+    exit 0
+fi
 
 umask 077
 cat >"$env_file" <<ENV
@@ -24,5 +32,7 @@ APP_DB_PASSWORD=$(secret 24)
 ADMIN_TOKEN=$(secret 32)
 INTERNAL_SIGNING_SECRET=$(secret 32)
 JWT_SECRET=$(secret 32)
+REDIS_GATEWAY_PASSWORD=$(secret 24)
+REDIS_SERVICES_PASSWORD=$(secret 24)
 ENV
-echo "make up: created $env_file with generated secrets (ADMIN_TOKEN, INTERNAL_SIGNING_SECRET, JWT_SECRET, POSTGRES_PASSWORD, OWNER_DB_PASSWORD, GATEWAY_DB_PASSWORD, APP_DB_PASSWORD)"
+echo "make up: created $env_file with generated secrets (ADMIN_TOKEN, INTERNAL_SIGNING_SECRET, JWT_SECRET, POSTGRES_PASSWORD, OWNER_DB_PASSWORD, GATEWAY_DB_PASSWORD, APP_DB_PASSWORD, REDIS_GATEWAY_PASSWORD, REDIS_SERVICES_PASSWORD)"

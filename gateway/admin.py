@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import invalidation, store
+from gateway import admin_writes, invalidation, store
 from gateway.errors import GatewayError, error_response
 from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
 from gateway.state import GatewayState, StateDep
@@ -80,29 +80,39 @@ async def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise GatewayError(409, str(exc)) from exc
 
 
-async def _invalidate(
+async def _change(
     state: GatewayState,
-    *,
-    tenant_id: int,
-    slug: str | None = None,
-    key_digests: tuple[bytes, ...] = (),
-) -> None:
-    keys, messages = invalidation.plan(tenant_id=tenant_id, slug=slug, key_digests=key_digests)
-    await state.invalidator.publish(keys, messages)
+    fn: Callable[..., T],
+    *args: object,
+    plan: Callable[[T], admin_writes.Plan],
+    tenant_id: int | None = None,
+    **kwargs: object,
+) -> T:
+    """A store change, invalidated when done, and also when it times out (it may commit)."""
+    unknown = invalidation.plan(tenant_id=tenant_id) if tenant_id is not None else ([], [])
+    try:
+        return await admin_writes.change(
+            fn, *args, invalidator=state.invalidator, plan=plan, unknown=unknown, **kwargs
+        )
+    except (store.TenantNotFound, store.KeyNotFound) as exc:
+        raise _not_found(exc) from exc
+    except store.DuplicateTenant as exc:
+        raise GatewayError(409, str(exc)) from exc
 
 
 @router.post("/tenants", status_code=201)
 async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
     """Create a tenant; the answer carries its first API key, shown this once."""
-    tenant, key, clear = await _call(
+    # Someone may have asked for this id or slug before it existed: drop the "no such" entries.
+    tenant, key, clear = await _change(
+        state,
         store.create_tenant,
         state.engine,
+        plan=lambda made: invalidation.plan(tenant_id=made[0].id, slug=made[0].slug),
         name=body.name,
         slug=body.slug,
         rate_limit_per_second=body.rate_limit_per_second,
     )
-    # Someone may have asked for this id or slug before it existed: drop the "no such" entries.
-    await _invalidate(state, tenant_id=tenant.id, slug=tenant.slug)
     return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=clear, api_key_id=key.id)
 
 
@@ -121,16 +131,31 @@ async def get_tenant(tenant_id: TenantId, state: StateDep) -> TenantOut:
 @router.patch("/tenants/{tenant_id}")
 async def patch_tenant(tenant_id: TenantId, body: TenantPatch, state: StateDep) -> TenantOut:
     """Rename, suspend, reactivate, or change the rate limit; every replica sees it within 1 s."""
-    tenant = await _call(store.update_tenant, state.engine, tenant_id, body.changes())
-    await _invalidate(state, tenant_id=tenant.id)
+    tenant = await _change(
+        state,
+        store.update_tenant,
+        state.engine,
+        tenant_id,
+        body.changes(),
+        plan=lambda t: invalidation.plan(tenant_id=t.id),
+        tenant_id=tenant_id,
+    )
     return TenantOut.of(tenant)
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204)
 async def delete_tenant(tenant_id: TenantId, state: StateDep) -> Response:
     """Delete the tenant, its keys, and all its rows in every service (ON DELETE CASCADE)."""
-    tenant, digests = await _call(store.delete_tenant, state.engine, tenant_id)
-    await _invalidate(state, tenant_id=tenant.id, slug=tenant.slug, key_digests=tuple(digests))
+    await _change(
+        state,
+        store.delete_tenant,
+        state.engine,
+        tenant_id,
+        plan=lambda done: invalidation.plan(
+            tenant_id=done[0].id, slug=done[0].slug, key_digests=done[1]
+        ),
+        tenant_id=tenant_id,
+    )
     return Response(status_code=204)
 
 
@@ -144,6 +169,13 @@ async def create_key(tenant_id: TenantId, state: StateDep) -> KeyCreated:
 @router.delete("/tenants/{tenant_id}/api-keys/{key_id}", status_code=204)
 async def revoke_key(tenant_id: TenantId, key_id: KeyId, state: StateDep) -> Response:
     """Revoke a key; it stops working on every replica within 1 s."""
-    digest = await _call(store.revoke_key, state.engine, tenant_id, key_id)
-    await _invalidate(state, tenant_id=tenant_id, key_digests=(digest,))
+    await _change(
+        state,
+        store.revoke_key,
+        state.engine,
+        tenant_id,
+        key_id,
+        plan=lambda digest: invalidation.plan(tenant_id=tenant_id, key_digests=[digest]),
+        tenant_id=tenant_id,
+    )
     return Response(status_code=204)

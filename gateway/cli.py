@@ -134,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"cli: database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
             file=sys.stderr,
         )
+        # A connection lost around COMMIT leaves the outcome unknown: invalidate anyway.
+        changed = getattr(args, "id", None) or getattr(args, "tenant_id", None)
+        if args.action not in ("create", "list") and changed:
+            _publish(settings, *invalidation.plan(tenant_id=changed))
         return 1
     finally:
         engine.dispose()

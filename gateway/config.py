@@ -95,6 +95,8 @@ class Settings(GatewayDatabase):
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     ADMIN_TOKEN: str = Field(min_length=MIN_SECRET_LENGTH)
     INTERNAL_SIGNING_SECRET: str = Field(min_length=MIN_SECRET_LENGTH)
+    # The key of the MAC over cached values in Redis; unset: derived from ADMIN_TOKEN.
+    GATEWAY_CACHE_SECRET: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
     # 32 bytes at least: PyJWT (rightly) warns about shorter HS256 keys.
     JWT_SECRET: str | None = Field(default=None, min_length=32)
     GATEWAY_AUTH_MODES: Annotated[frozenset[str], NoDecode] = frozenset({"api_key", "jwt"})
@@ -102,6 +104,10 @@ class Settings(GatewayDatabase):
     USERS_URL: str = "http://127.0.0.1:8001"
     GATEWAY_ROUTES: str | None = None
     DEFAULT_RATE_LIMIT_PER_SECOND: int = Field(default=100, ge=0)
+    # Replicas sharing the rate limits: without Redis each enforces limit / this many.
+    GATEWAY_REPLICAS: int = Field(default=1, ge=1, le=10_000)
+    # Redis calls in flight at once (= pooled connections); a call waits 50 ms for one.
+    REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1, le=10_000)
     TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
     GATEWAY_HOST: str = "127.0.0.1"
@@ -113,7 +119,9 @@ class Settings(GatewayDatabase):
 
     _otlp_endpoint = field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")(otlp_endpoint)
 
-    @field_validator("JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", mode="before")
+    @field_validator(
+        "JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", "GATEWAY_CACHE_SECRET", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `JWT_SECRET=` in an env file means "not set", as in a shell.
@@ -180,6 +188,11 @@ class Settings(GatewayDatabase):
     def routes(self) -> dict[str, str]:
         """Path prefix -> upstream origin."""
         return parse_routes(self.GATEWAY_ROUTES or f"/users={self.USERS_URL}")
+
+    @property
+    def cache_secret(self) -> str:
+        """What the cache MAC key derives from: gateway-only, never the services' secret."""
+        return self.GATEWAY_CACHE_SECRET or self.ADMIN_TOKEN
 
     @property
     def credential_modes(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.responses import JSONResponse
 
 from gateway import store
-from gateway.breaker import RedisDown
+from gateway.breaker import RedisBusy, RedisDown
 from gateway.errors import DependencyDown
 from gateway.state import GatewayState, StateDep
 
@@ -35,6 +35,8 @@ async def _redis(state: GatewayState) -> str:
     # Straight through the breaker: a readiness probe is also how the breaker closes again.
     try:
         await state.redis.call(lambda r: r.ping())
+    except RedisBusy:
+        return "up"  # every connection in use: busy here, not Redis down
     except RedisDown:
         return "down"
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from redis import Redis as SyncRedis
@@ -21,6 +22,7 @@ CHANNEL = "tk:invalidate"
 # A gateway that read PostgreSQL just before the commit may write the old value to Redis
 # just after the first delete; deleting again a moment later closes that window.
 SECOND_PASS_DELAY_SECONDS = 0.5
+INVALIDATION_WAIT_SECONDS = 1.0
 log = logging.getLogger("gateway.invalidation")
 
 
@@ -39,12 +41,15 @@ def plan(
 
 
 def publish_sync(client: SyncRedis, keys: list[str], messages: list[str]) -> None:
-    """The CLI's way: delete and publish in one round trip."""
-    pipe = client.pipeline(transaction=False)
-    pipe.delete(*keys)
-    for message in messages:
-        pipe.publish(CHANNEL, message)
-    pipe.execute()
+    """The CLI's way: delete and publish in one round trip, then again 0.5 s later."""
+    for attempt in range(2):
+        if attempt:
+            time.sleep(SECOND_PASS_DELAY_SECONDS)
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(*keys)
+        for message in messages:
+            pipe.publish(CHANNEL, message)
+        pipe.execute()
 
 
 class Invalidator:
@@ -62,6 +67,12 @@ class Invalidator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def publish_soon(self, keys: list[str], messages: list[str]) -> None:
+        """`publish` from a callback: as a task this invalidator tracks and closes."""
+        task = asyncio.create_task(self.publish(keys, messages))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _publish_once(self, keys: list[str], messages: list[str]) -> None:
         for message in messages:
             self._directory.forget(message)
@@ -74,7 +85,8 @@ class Invalidator:
             await pipe.execute()
 
         try:
-            await self._redis.call(send)
+            # An invalidation is worth waiting for a busy pool: dropping it leaves a stale grant.
+            await self._redis.call(send, wait_seconds=INVALIDATION_WAIT_SECONDS)
         except RedisDown:
             # Other replicas will see the change when their short in-process TTL ends.
             log.warning("redis is down: invalidation %s reaches other gateways by TTL", messages)

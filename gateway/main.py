@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from gateway import admin, health, pipeline
 from gateway.breaker import RedisLink, make_client
+from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
@@ -48,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
         engine = make_engine(settings.database_url())
-        redis = RedisLink(make_client(settings.REDIS_URL))
+        pool = settings.REDIS_MAX_CONNECTIONS
+        redis = RedisLink(make_client(settings.REDIS_URL, max_connections=pool), max_in_flight=pool)
         # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.
         pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)
         session = make_session(
@@ -60,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             redis=redis,
             metrics=metrics,
             ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS,
+            sealer=Sealer(derive_cache_key(settings.cache_secret)),
         )
         invalidator = Invalidator(redis=redis, directory=directory)
         state = GatewayState(
@@ -74,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
                 redis=redis,
                 metrics=metrics,
                 default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND,
+                replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
         )

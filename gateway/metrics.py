@@ -23,6 +23,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.cache_rejected = Counter(
+            "gateway_tenant_cache_rejected",
+            "Redis cache entries ignored: malformed, bad_mac (forged or moved) or expired",
+            ["reason"],
+            registry=self.registry,
+        )
         self.db_lookups = Counter(
             "gateway_tenant_db_lookups",
             "Tenant/key lookups that reached PostgreSQL",
@@ -30,6 +36,13 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused with 429", registry=self.registry
+        )
+        self.ratelimit_fallback = Counter(
+            "gateway_ratelimit_fallback",
+            "Rate-limit decisions made in-process (limit / GATEWAY_REPLICAS): redis_down or "
+            "redis_busy (every pooled connection in use)",
+            ["reason"],
+            registry=self.registry,
         )
         self.redis_up = Gauge(
             "gateway_redis_up",

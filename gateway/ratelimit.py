@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gateway.breaker import RedisDown, RedisLink
+from gateway.breaker import RedisBusy, RedisDown, RedisLink
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
+from gateway.ratefallback import LocalLimiter
 
 # GCRA keeps one number per tenant, the "theoretical arrival time" (TAT). A request is
 # allowed when TAT - now <= tolerance; each allowed one pushes TAT by one interval. Redis's
@@ -59,33 +60,43 @@ class Decision:
 class RateLimiter:
     """Checks and counts one request against its tenant's limit."""
 
-    def __init__(self, *, redis: RedisLink, metrics: Metrics, default_per_second: int) -> None:
+    def __init__(
+        self, *, redis: RedisLink, metrics: Metrics, default_per_second: int, replicas: int = 1
+    ) -> None:
         self._redis = redis
         self._metrics = metrics
         self._default = default_per_second
         self._script = redis.client.register_script(GCRA_SCRIPT)
+        self._fallback = LocalLimiter(replicas=replicas)
 
     def limit_for(self, tenant_limit: int | None) -> int:
         """The tenant's own limit when it has one, else the default; 0 means unlimited."""
         return self._default if tenant_limit is None else tenant_limit
 
     async def check(self, *, tenant_id: int, per_second: int) -> Decision | None:
-        """The decision for this request; None when unlimited or Redis is down (fail open)."""
+        """The decision for this request; None when unlimited; per replica without Redis."""
         if per_second <= 0:
             return None
         interval_us = max(1, 1_000_000 // per_second)
         # Burst allowance = one second's worth: a client may send a second's quota at once,
         # so in any 1 s at most 2x the limit passes, and on average exactly the limit.
         burst = per_second
+        limit = per_second
         try:
             allowed, remaining, retry_us, reset_us = await self._redis.call(
                 lambda _r: self._script(keys=[rate_limit_key(tenant_id)], args=[interval_us, burst])
             )
-        except RedisDown:
-            return None
+        except RedisDown as exc:
+            # Busy or down, never "no limit": this replica enforces its share by itself.
+            reason = "redis_busy" if isinstance(exc, RedisBusy) else "redis_down"
+            self._metrics.ratelimit_fallback.labels(reason=reason).inc()
+            self._fallback.note(reason)
+            limit, allowed, remaining, retry_us, reset_us = self._fallback.check(
+                tenant_id=tenant_id, per_second=per_second
+            )
         return Decision(
             allowed=bool(allowed),
-            limit=per_second,
+            limit=limit,
             remaining=int(remaining),
             retry_after_us=int(retry_us),
             reset_us=int(reset_us),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,9 +13,12 @@ from sqlalchemy import Engine
 from gateway import store
 from gateway.breaker import RedisDown, RedisLink
 from gateway.cache import CacheTTLs, LocalCache
+from gateway.cacheseal import Sealer, Unverified
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.store import TenantRecord, run_db
+
+log = logging.getLogger("gateway.cache")
 
 
 def tenant_redis_key(tenant_id: int) -> str:
@@ -34,11 +37,18 @@ class TenantDirectory:
     """Answers "who is tenant N / slug S / key K" at zero database queries in steady state."""
 
     def __init__(
-        self, *, engine: Engine, redis: RedisLink, metrics: Metrics, ttl_seconds: float
+        self,
+        *,
+        engine: Engine,
+        redis: RedisLink,
+        metrics: Metrics,
+        ttl_seconds: float,
+        sealer: Sealer,
     ) -> None:
         self._engine = engine
         self._redis = redis
         self._metrics = metrics
+        self._sealer = sealer
         self._ttls = CacheTTLs.from_total(ttl_seconds)
         self.local = LocalCache()
         # One database query per key at a time, however many requests miss together.
@@ -122,11 +132,18 @@ class TenantDirectory:
         except RedisDown:
             raw = None
         if raw is not None:
-            self._metrics.cache.labels(result="hit_redis").inc()
-            value = json.loads(raw)
-            ttl = self._ttls.local if value is not None else self._ttls.negative_local
-            self.local.put(local_key, value, ttl=ttl, generation=generation)
-            return value
+            try:
+                # decode_responses=True: a str; anything else is not ours either.
+                value = self._sealer.open(redis_key, raw if isinstance(raw, str) else "")
+            except Unverified as exc:
+                # Forged, moved or expired: a miss, and the write-back below replaces it.
+                self._metrics.cache_rejected.labels(reason=exc.reason).inc()
+                log.warning("ignored an unverifiable cache entry %s (%s)", redis_key, exc.reason)
+            else:
+                self._metrics.cache.labels(result="hit_redis").inc()
+                ttl = self._ttls.local if value is not None else self._ttls.negative_local
+                self.local.put(local_key, value, ttl=ttl, generation=generation)
+                return value
         self._metrics.cache.labels(result="miss").inc()
         value = await load()
         positive = value is not None
@@ -138,9 +155,10 @@ class TenantDirectory:
         )
         if generation == self.local.generation:
             redis_ttl = self._ttls.redis if positive else self._ttls.negative_redis
+            sealed = self._sealer.seal(redis_key, value, ttl_seconds=redis_ttl)
             with contextlib.suppress(RedisDown):
                 await self._redis.call(
-                    lambda r: r.set(redis_key, json.dumps(value), px=max(1, int(redis_ttl * 1000)))
+                    lambda r: r.set(redis_key, sealed, px=max(1, int(redis_ttl * 1000)))
                 )
         return value
 

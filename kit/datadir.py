@@ -13,6 +13,12 @@ import psutil
 # One password per database role (SPEC §7): none shares another's, nor the superuser's.
 ROLE_PASSWORDS = ("OWNER_DB_PASSWORD", "GATEWAY_DB_PASSWORD", "APP_DB_PASSWORD")
 GENERATED_SECRETS = ("ADMIN_TOKEN", "INTERNAL_SIGNING_SECRET", *ROLE_PASSWORDS)
+# One password per Redis ACL user (kit.redisacl), for the Redis `make run` starts itself.
+REDIS_PASSWORDS = {
+    "admin": "REDIS_ADMIN_PASSWORD",
+    "gateway": "REDIS_GATEWAY_PASSWORD",
+    "services": "REDIS_SERVICES_PASSWORD",
+}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -61,8 +67,9 @@ class DataDir:
     def secrets(self) -> dict[str, str]:
         """The generated secrets, created on first use and kept (0600) for the next runs."""
         kept = read_env_file(self.secrets_file)
-        if not all(kept.get(name) for name in GENERATED_SECRETS):
-            kept = {name: kept.get(name) or _generate(name) for name in GENERATED_SECRETS}
+        names = (*GENERATED_SECRETS, *REDIS_PASSWORDS.values())
+        if not all(kept.get(name) for name in names):
+            kept = {name: kept.get(name) or _generate(name) for name in names}
             write_env_file(self.secrets_file, kept, private=True)
         return kept
 
@@ -98,7 +105,8 @@ class DataDir:
 
 def _generate(name: str) -> str:
     # Hex passwords go into URLs without quoting.
-    return token_hex(24) if name in ROLE_PASSWORDS else token_urlsafe(32)
+    hex_named = (*ROLE_PASSWORDS, *REDIS_PASSWORDS.values())
+    return token_hex(24) if name in hex_named else token_urlsafe(32)
 
 
 def _alive(pid: int) -> bool:

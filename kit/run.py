@@ -13,9 +13,10 @@ from types import FrameType
 from sqlalchemy.engine import make_url
 
 from kit.children import Child, die_with_parent, stop_all, stop_together
-from kit.datadir import DataDir
+from kit.datadir import REDIS_PASSWORDS, DataDir
 from kit.follow import LogFollower
 from kit.procs import ProcessError, run_migrations, service_log_path, start_service
+from kit.redisacl import RedisPasswords
 from kit.runconfig import ConfigError, RunConfig, read_config
 from kit.servers import PgServer, RedisServer, ServerError, free_port, port_in_use
 from services.tenancy.dburl import (
@@ -35,6 +36,9 @@ GATEWAY_PASSTHROUGH = (
     "DEFAULT_RATE_LIMIT_PER_SECOND",
     "TENANT_CACHE_TTL_SECONDS",
     "UPSTREAM_TIMEOUT_SECONDS",
+    "GATEWAY_CACHE_SECRET",
+    "GATEWAY_REPLICAS",
+    "REDIS_MAX_CONNECTIONS",
 )
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0
@@ -130,7 +134,13 @@ class Runner:
         )
 
         database_url = self.config.database_url or self._start_postgres()
-        redis_url = self.config.redis_url or self._start_redis()
+        if self.config.redis_url:
+            # Someone else's Redis: its ACL is theirs; the services get no URL of it unless
+            # REDIS_SERVICES_URL names their user there.
+            redis_url = self.config.redis_url
+            services_redis_url = environ.get("REDIS_SERVICES_URL") or None
+        else:
+            redis_url, services_redis_url = self._start_redis(secrets)
         roles = role_urls(database_url, secrets, environ)
 
         self.follower.add("migrate", data.logs / "migrate.log")
@@ -145,6 +155,7 @@ class Runner:
             {
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
+                **({"REDIS_URL": services_redis_url} if services_redis_url else {}),
             },
         )
         gateway_env = {k: environ[k] for k in GATEWAY_PASSTHROUGH if k in environ}
@@ -189,15 +200,21 @@ class Runner:
         self.servers.append(server.child)
         return server.create_database(DATABASE_NAME)
 
-    def _start_redis(self) -> str:
+    def _start_redis(self, secrets: dict[str, str]) -> tuple[str, str]:
+        """Start the kit's own Redis; the gateway's and the services' URLs."""
         # No persistence: Redis holds only caches and rate-limit state, rebuilt from
         # PostgreSQL on demand; a stale cache restored from disk would only mislead.
-        server = RedisServer(self.data.redis, port=self._server_port("REDIS_PORT"))
+        passwords = RedisPasswords(
+            **{user: secrets[name] for user, name in REDIS_PASSWORDS.items()}
+        )
+        server = RedisServer(
+            self.data.redis, port=self._server_port("REDIS_PORT"), passwords=passwords
+        )
         self.follower.add("redis", server.log_path)
         server.start()
         assert server.child is not None
         self.servers.append(server.child)
-        return server.url
+        return server.url, server.services_url
 
     def _server_port(self, name: str) -> int:
         """The port used last time (so DATABASE_URL stays the same), or a new free one."""

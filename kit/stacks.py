@@ -56,9 +56,13 @@ class ExternalService:
 
 @dataclass(frozen=True, slots=True)
 class ExternalRedis:
-    """A Redis someone else runs (E2E_REDIS_URL, e.g. the compose stack's): only its URL."""
+    """A Redis someone else runs (E2E_REDIS_URL, e.g. the compose stack's): its URLs.
+
+    `url` is the gateway user's; `services_url` (E2E_REDIS_SERVICES_URL) the services'.
+    """
 
     url: str
+    services_url: str | None = None
 
 
 @dataclass
@@ -93,11 +97,15 @@ def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) ->
     return Database.derived(name, url)
 
 
-def users_env(database: Database, secrets: Secrets) -> dict[str, str | None]:
-    """The users service's settings for one stack."""
+def users_env(
+    database: Database, secrets: Secrets, *, redis_url: str | None = None
+) -> dict[str, str | None]:
+    """The users service's settings for one stack; `redis_url` is the services' ACL user's."""
     return {
         "APP_DATABASE_URL": database.app_url,
         "INTERNAL_SIGNING_SECRET": secrets.signing_secret,
+        # Replay protection only: the `services` user reaches tk:nonce:* and nothing else.
+        "REDIS_URL": redis_url,
     }
 
 

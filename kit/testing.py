@@ -97,7 +97,9 @@ def redis_server(
     external = os.environ.get("E2E_REDIS_URL")
     if external:
         # Gateways the tests start must share the external gateway's Redis (invalidation).
-        yield ExternalRedis(url=external)
+        yield ExternalRedis(
+            url=external, services_url=os.environ.get("E2E_REDIS_SERVICES_URL") or None
+        )
         return
     server = RedisServer(kit_workdir / "redis")
     server.start()
@@ -127,10 +129,14 @@ def secrets_fixture() -> Secrets:
 
 @pytest.fixture(scope="session")
 def users_service(
-    database: Database, secrets: Secrets, kit_workdir: Path
+    database: Database,
+    secrets: Secrets,
+    kit_workdir: Path,
+    redis_server: RedisServer | ExternalRedis,
 ) -> Iterator[ServiceProcess]:
-    """The users service on `database`."""
-    service = start_service("users", env=users_env(database, secrets), log_dir=kit_workdir / "logs")
+    """The users service on `database`, with the `services` Redis user's URL."""
+    env = users_env(database, secrets, redis_url=redis_server.services_url)
+    service = start_service("users", env=env, log_dir=kit_workdir / "logs")
     yield service
     service.stop()
 
@@ -189,9 +195,9 @@ def _service_defaults(request: pytest.FixtureRequest) -> Callable[[str], dict[st
     def defaults(name: str) -> dict[str, str | None]:
         database: Database = request.getfixturevalue("database")
         secrets: Secrets = request.getfixturevalue("secrets")
-        if name == "users":
-            return users_env(database, secrets)
         redis: RedisServer = request.getfixturevalue("redis_server")
+        if name == "users":
+            return users_env(database, secrets, redis_url=redis.services_url)
         users: ServiceProcess = request.getfixturevalue("users_service")
         return gateway_env(
             database=database, redis_url=redis.url, users_url=users.url, secrets=secrets
@@ -243,9 +249,8 @@ def fresh_stack(
         # Its own Redis too: tenant ids restart at 1, so a shared cache would mix stacks up.
         redis = RedisServer(kit_workdir / f"redis-{database.name}")
         redis.start()
-        users = start_service(
-            "users", env={**_users_env(database, secrets), **(users_env or {})}, log_dir=logs
-        )
+        own = _users_env(database, secrets, redis_url=redis.services_url)
+        users = start_service("users", env={**own, **(users_env or {})}, log_dir=logs)
         env = _gateway_env(
             database=database, redis_url=redis.url, users_url=users.url, secrets=secrets
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import redis
 
 from gateway.tests.factories import bearer, unique_name, wait_for
 from kit.procs import ServiceProcess
@@ -90,3 +92,42 @@ def test_cli_without_a_database_url_names_the_variable() -> None:
     assert result.stderr.strip() == (
         "cli: invalid setting GATEWAY_DATABASE_URL: required (or DATABASE_URL to derive it from)"
     )
+
+
+def test_cli_repeats_its_invalidation_so_a_racing_write_back_is_dropped_too(
+    database: Database, redis_server: RedisServer, echo_gateway: ServiceProcess
+) -> None:
+    created = cli("tenants", "create", unique_name("cli"), database=database, redis=redis_server)
+    tenant = json.loads(created.stdout)
+    users, headers = f"{echo_gateway.url}/users", bearer(tenant["api_key"])
+    time.sleep(0.8)  # past the creation's own second pass
+    assert httpx.get(users, headers=headers).status_code == 200
+    store = redis.Redis.from_url(redis_server.url, socket_timeout=5, decode_responses=True)
+    entry = f"tk:tenant:id:{tenant['id']}"
+    before = store.get(entry)
+    assert before is not None  # what a replica that read PostgreSQL before the commit holds
+
+    pubsub = store.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("tk:invalidate")
+    suspend = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "tenants", "suspend", str(tenant["id"])],
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database.url, "REDIS_URL": redis_server.url},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    messages: list[float] = []
+    deadline = time.monotonic() + 20
+    while len(messages) < 2 and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=1.0)
+        if message is None or message["data"] != f"tenant:{tenant['id']}":
+            continue
+        messages.append(time.monotonic())
+        if len(messages) == 1:
+            # A replica that read the old row writes it back just after the first delete.
+            store.set(entry, before, px=20_000)
+    assert suspend.wait(20) == 0
+    pubsub.close()
+    assert len(messages) == 2 and messages[1] - messages[0] >= 0.4, messages
+    assert store.get(entry) is None
+    assert wait_for(lambda: httpx.get(users, headers=headers).status_code == 403, within=1.0)
+    store.close()

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from gateway.config import Settings, parse_routes
+from kit.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {
@@ -102,6 +103,9 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("DATABASE_URL", "mysql://x@y/z"),
         ("ADMIN_TOKEN", "tiny"),
+        ("GATEWAY_CACHE_SECRET", "short"),
+        ("GATEWAY_REPLICAS", "0"),
+        ("REDIS_MAX_CONNECTIONS", "none"),
     ],
 )
 def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(name: str, value: str) -> None:
@@ -133,3 +137,16 @@ def test_the_gateway_role_is_derived_from_database_url_with_its_own_password() -
     url = make_url(settings(DATABASE_URL="postgresql://postgres:pw@db:5432/tk").database_url())
     assert (url.username, url.host, url.database) == ("tenantkit_gateway", "db", "tk")
     assert url.password not in (None, "pw")
+
+
+@pytest.mark.parametrize("credentials", ["gateway:not-the-password@", ""])
+def test_redis_refusing_the_credentials_stops_the_gateway_naming_redis_url(
+    redis_server: RedisServer, credentials: str
+) -> None:
+    url = f"redis://{credentials}127.0.0.1:{redis_server.port}/0"
+    result = run_gateway({**VALID, "REDIS_URL": url})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gateway: invalid setting REDIS_URL: Redis refused it")
+    assert "not-the-password" not in result.stderr

@@ -29,8 +29,9 @@ def test_redis_down_keeps_serving_reports_degraded_and_recovers(
     assert httpx.get(url, headers=bearer(known["api_key"])).status_code == 200
     statuses = [httpx.get(url, headers=bearer(fresh["api_key"])).status_code for _ in range(5)]
     assert time.monotonic() - started < 5
-    # Rate limiting fails open: a 1/s tenant gets all five through.
-    assert statuses == [200] * 5
+    # Rate limiting falls back to this replica's share (all of it: GATEWAY_REPLICAS=1), not
+    # to "no limit": a 1/s tenant gets its one-request burst, then 429.
+    assert statuses[0] == 200 and statuses.count(429) >= 3, statuses
     ready = httpx.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded" and ready.json()["redis"] == "down"

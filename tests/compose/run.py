@@ -97,7 +97,14 @@ def main() -> int:
             "E2E_ADMIN_TOKEN": settings["ADMIN_TOKEN"],
             "E2E_DATABASE_URL": stack.owner_database_url(),
             # Gateways and tokens the e2e tests make themselves must match the stack's.
-            "E2E_REDIS_URL": f"redis://127.0.0.1:{stack.port('redis', 6379)}/0",
+            "E2E_REDIS_URL": (
+                f"redis://gateway:{settings['REDIS_GATEWAY_PASSWORD']}"
+                f"@127.0.0.1:{stack.port('redis', 6379)}/0"
+            ),
+            "E2E_REDIS_SERVICES_URL": (
+                f"redis://services:{settings['REDIS_SERVICES_PASSWORD']}"
+                f"@127.0.0.1:{stack.port('redis', 6379)}/0"
+            ),
             "E2E_JWT_SECRET": settings["JWT_SECRET"],
         }
         e2e = pytest(["tests/e2e"], e2e_env)

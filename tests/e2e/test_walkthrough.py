@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg2
+import pytest
+import redis
 
+from kit.datadir import read_env_file
 from kit.procs import ROOT, child_env
 from kit.servers import PgServer, RedisServer, free_port
 from kit.testing import Stack
@@ -161,6 +164,15 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         assert (data_dir / "stack.env").stat().st_mode & 0o077 == 0
         assert (data_dir / "secrets.env").stat().st_mode & 0o077 == 0
         assert f"DATABASE_URL={database_url}" in (data_dir / "stack.env").read_text()
+        # Its Redis wants a password: one generated per ACL user, kept 0600, none in argv.
+        secrets = read_env_file(data_dir / "secrets.env")
+        redis_port = int(read_env_file(data_dir / "ports.env")["REDIS_PORT"])
+        passwords = {secrets[f"REDIS_{u}_PASSWORD"] for u in ("ADMIN", "GATEWAY", "SERVICES")}
+        assert len(passwords) == 3 and all(len(p) >= 32 for p in passwords)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=redis_port, socket_timeout=2).ping()
+        redis_server = next(p for p in first.descendants() if p.name() == "redis-server")
+        assert not passwords & set(" ".join(redis_server.cmdline()).split())
 
         started = first.descendants()
         names = {p.name() for p in started}

@@ -267,7 +267,13 @@ def test_users_service_never_receives_the_owner_url_or_the_admin_token(
     (container,) = _one(example, "Deployment", "users")["spec"]["template"]["spec"]["containers"]
     names = {var["name"] for var in container.get("env", [])}
     assert "APP_DATABASE_URL" in names
-    assert not names & {"DATABASE_URL", "ADMIN_TOKEN", "JWT_SECRET", "REDIS_URL"}
+    assert not names & {"DATABASE_URL", "ADMIN_TOKEN", "JWT_SECRET"}
+    # Its REDIS_URL is the `services` ACL user's, never the gateway's.
+    (redis,) = [var for var in container["env"] if var["name"] == "REDIS_URL"]
+    assert redis["valueFrom"]["secretKeyRef"]["key"] == "REDIS_SERVICES_URL"
+    secrets = _read_env_file(EXAMPLE / "secrets.env")
+    assert secrets["REDIS_SERVICES_URL"].startswith("redis://services:")
+    assert secrets["REDIS_URL"].startswith("redis://gateway:")
 
 
 def test_only_the_migrate_job_holds_the_bootstrap_or_the_owner_url(

@@ -127,7 +127,7 @@ def test_embedded_valkey_serves_when_there_is_no_system_redis(kit_workdir: Path)
     server.start()
     try:
         client = redis.Redis.from_url(server.url)
-        assert client.set("k", "v") and client.get("k") == b"v"
+        assert client.set("tk:k", "v") and client.get("tk:k") == b"v"
         client.close()
     finally:
         server.stop()
