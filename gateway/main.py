@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from fastapi import FastAPI
 
-from gateway import admin, health, pipeline
+from gateway import admin, health, openapi, pipeline
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
@@ -82,12 +82,14 @@ def create_app(settings: Settings) -> FastAPI:
             invalidator=invalidator,
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        docs_refresher = asyncio.create_task(merged_openapi.keep_fresh(session))
         try:
             yield {"gateway": state}
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, docs_refresher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
@@ -109,6 +111,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+    # The admin API is described where it is served: here, on the gateway's port.
+    merged_openapi = openapi.MergedOpenApi(
+        own=app.openapi,
+        routes=RouteTable(settings.routes),
+        refresh_seconds=settings.OPENAPI_REFRESH_SECONDS,
+    )
+    openapi.install(app, merged_openapi)
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)

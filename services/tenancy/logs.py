@@ -7,6 +7,7 @@ import logging.config
 import sys
 from typing import Any, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
@@ -35,6 +36,8 @@ def _formatter_config(service: str, log_format: LogFormat) -> dict[str, Any]:
         # ISO 8601 in UTC with microseconds: sortable across processes and hosts.
         "timestamp": "time",
         "json_ensure_ascii": False,
+        # uvicorn's copy of each message with terminal colour codes: noise in a JSON line.
+        "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
     }
 
 
