@@ -22,5 +22,8 @@ def observe(app: FastAPI, *, service: str, otlp_endpoint: str | None) -> TracerP
 
     provider = tracing.make_provider(service, otlp_endpoint)
     app.add_middleware(AccessLog, current_trace=tracing.current_trace)
-    app.add_middleware(tracing.OpenTelemetryMiddleware, tracer_provider=provider)
+    # exclude_spans: no span per ASGI send/receive message, one span per request.
+    app.add_middleware(
+        tracing.OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"]
+    )
     return provider
