@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate psql up down logs test-compose load load-noisy bench
+# fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
+.PHONY: help install run test fuzz lint migrate psql up down logs test-compose load load-noisy bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +26,9 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
+
+fuzz: $(INSTALLED) ## Schemathesis on the gateway's /openapi.json, each API with its credential, big budget
+	FUZZ_MAX_EXAMPLES=300 $(PY) -m pytest tests/e2e/test_fuzz.py -p no:cacheprovider --timeout 3000
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -53,6 +53,15 @@ SECURITY_SCHEMES = {
     },
     "adminToken": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
 }
+# What the admin API may answer besides its own results (SPEC §4).
+ADMIN_ANSWERS = {
+    "400": "Malformed request",
+    "401": "Admin token required",
+    "404": "No such tenant or key",
+    "409": "Conflicts with the tenant's current state",
+    "413": "Request body larger than 1 MiB",
+    "503": "Database unavailable",
+}
 _TENANT_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyAuth": []}, {"bearerAuth": []}]
 _ERROR = {
     "type": "object",
@@ -77,15 +86,14 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
-def _add_gateway_answers(operation: dict[str, Any]) -> None:
+def _add_answers(operation: dict[str, Any], answers: dict[str, str]) -> None:
     responses = operation.setdefault("responses", {})
-    for code, description in GATEWAY_ANSWERS.items():
+    for code, description in answers.items():
         if code not in responses:
             responses[code] = {
                 "description": description,
                 "content": {"application/json": {"schema": {"$ref": _REF + "GatewayError"}}},
             }
-    operation["security"] = _TENANT_SECURITY
 
 
 def merge(
@@ -101,6 +109,7 @@ def merge(
         if path == "/admin" or path.startswith("/admin/"):
             for operation in item.values():
                 operation["security"] = [{"adminToken": []}]
+                _add_answers(operation, ADMIN_ANSWERS)
     for upstream, service_doc in sorted(upstreams.items()):
         theirs = service_doc.get("components", {}).get("schemas", {})
         # A schema named like another but different is renamed; identical ones are shared.
@@ -118,7 +127,8 @@ def merge(
                 continue  # not reachable through the gateway at this path
             for operation in item.values():
                 if isinstance(operation, dict) and "responses" in operation:
-                    _add_gateway_answers(operation)
+                    _add_answers(operation, GATEWAY_ANSWERS)
+                    operation["security"] = _TENANT_SECURITY
             paths[path] = item
     return doc
 
