@@ -39,7 +39,11 @@ GATEWAY_PASSTHROUGH = (
     "GATEWAY_CACHE_SECRET",
     "GATEWAY_REPLICAS",
     "REDIS_MAX_CONNECTIONS",
+    "OPENAPI_REFRESH_SECONDS",
+    *("LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 )
+# What every process (the services too) takes from `make run`'s environment.
+OBSERVE_PASSTHROUGH = ("LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0
 SERVERS_STOP_SECONDS = 4.0
@@ -153,6 +157,7 @@ class Runner:
             "users",
             self.config.users_port,
             {
+                **{k: environ[k] for k in OBSERVE_PASSTHROUGH if k in environ},
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 **({"REDIS_URL": services_redis_url} if services_redis_url else {}),
