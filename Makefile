@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 # fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
-.PHONY: help install run test fuzz lint migrate psql up down logs test-compose load load-noisy bench
+.PHONY: help install run test test-deep fuzz lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
 	$(PY) -m pytest
+
+test-deep: $(INSTALLED) ## Nightly-sized: the stateful isolation test with 200 examples (~30 min)
+	ISOLATION_EXAMPLES=200 $(PY) -m pytest tests/e2e/test_isolation_stateful.py
 
 fuzz: $(INSTALLED) ## Schemathesis on the gateway's /openapi.json, each API with its credential, big budget
 	FUZZ_MAX_EXAMPLES=300 $(PY) -m pytest tests/e2e/test_fuzz.py -p no:cacheprovider --timeout 3000
@@ -57,11 +60,18 @@ logs: ## Follow the compose stack's logs
 test-compose: $(INSTALLED) ## Bring the compose stack up, run the e2e suite against it, tear it down
 	$(PY) tests/compose/run.py
 
+test-citus: $(INSTALLED) ## Coordinator + 2 workers (needs Citus installed), docs/scaling.md §6, e2e isolation
+	$(PY) tests/citus/run.py
+
 load: $(INSTALLED) ## Locust, headless, per tenant, against $$LOCUST_HOST
 	$(PY) -m loadtests $(LOCUST_ARGS)
 
-load-noisy: $(INSTALLED) ## The noisy-neighbour scenario: one tenant floods, the others are measured
+load-noisy: $(INSTALLED) ## Noisy neighbours: a flood against $$LOCUST_HOST, then the attacks (fairness on vs off)
 	$(PY) -m loadtests --noisy $(LOCUST_ARGS)
+	$(PY) -m loadtests --attacks
+
+load-attacks: $(INSTALLED) ## Only the attacks: slow bodies, heavy pages, random keys; on stacks it starts
+	$(PY) -m loadtests --attacks
 
 bench: $(INSTALLED) ## The benchmarks; prints ratios measured side by side
 	$(PY) -m bench

@@ -37,7 +37,12 @@ def _create_tenant(stack: HttpStack) -> tuple[int, str, list[int]]:
         created = client.post(
             "/admin/tenants",
             headers=admin,
-            json={"name": f"bench-{secrets.token_hex(4)}", "rate_limit_per_second": 1_000_000},
+            # No in-flight cap either: the latency bench runs 32 connections for this tenant.
+            json={
+                "name": f"bench-{secrets.token_hex(4)}",
+                "rate_limit_per_second": 1_000_000,
+                "max_in_flight": 0,
+            },
         )
         created.raise_for_status()
         tenant = created.json()
@@ -52,7 +57,7 @@ def _create_tenant(stack: HttpStack) -> tuple[int, str, list[int]]:
 
 @contextmanager
 def bench_tenant(stack: HttpStack) -> Iterator[BenchTenant]:
-    """A tenant with a limit no bench reaches and 50 users, deleted afterwards."""
+    """A tenant with limits no bench reaches and 50 users, deleted afterwards."""
     tenant_id, api_key, ids = _create_tenant(stack)
     try:
         yield BenchTenant(tenant_id, api_key, ids)

@@ -112,6 +112,8 @@ async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
         name=body.name,
         slug=body.slug,
         rate_limit_per_second=body.rate_limit_per_second,
+        max_in_flight=body.max_in_flight,
+        statement_timeout_ms=body.statement_timeout_ms,
     )
     return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=clear, api_key_id=key.id)
 
@@ -130,7 +132,7 @@ async def get_tenant(tenant_id: TenantId, state: StateDep) -> TenantOut:
 
 @router.patch("/tenants/{tenant_id}")
 async def patch_tenant(tenant_id: TenantId, body: TenantPatch, state: StateDep) -> TenantOut:
-    """Rename, suspend, reactivate, or change the rate limit; every replica sees it within 1 s."""
+    """Rename, suspend, reactivate, or change a limit; every replica sees it within 1 s."""
     tenant = await _change(
         state,
         store.update_tenant,

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import invalidation, store
 from gateway.config import CliSettings
 from gateway.dbaudit import refuse_powerful_role
-from gateway.schemas import KeyCreated, TenantCreate, TenantOut
+from gateway.schemas import KeyCreated, TenantCreate, TenantOut, TenantPatch
 from services.tenancy.settings import EXIT_BAD_SETTING, setting_error_line
 
 
@@ -50,16 +50,27 @@ def _publish(settings: CliSettings, keys: list[str], messages: list[str]) -> Non
 
 def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
     if args.action == "create":
-        body = TenantCreate(name=args.name, slug=args.slug, rate_limit_per_second=args.rate_limit)
-        tenant, key, clear = store.create_tenant(
-            engine, name=body.name, slug=body.slug, rate_limit_per_second=body.rate_limit_per_second
+        body = TenantCreate(
+            name=args.name,
+            slug=args.slug,
+            rate_limit_per_second=args.rate_limit,
+            max_in_flight=args.max_in_flight,
+            statement_timeout_ms=args.statement_timeout_ms,
         )
+        tenant, key, clear = store.create_tenant(engine, **body.model_dump())
         _publish(settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
         _print(
             {**TenantOut.of(tenant).model_dump(mode="json"), "api_key": clear, "api_key_id": key.id}
         )
     elif args.action == "list":
         _print([TenantOut.of(t).model_dump(mode="json") for t in store.list_tenants(engine)])
+    elif args.action == "update":
+        patch = TenantPatch.model_validate(
+            {field: getattr(args, field) for field in _LIMITS if getattr(args, field) is not _UNSET}
+        )
+        tenant = store.update_tenant(engine, args.id, patch.changes())
+        _publish(settings, *invalidation.plan(tenant_id=tenant.id))
+        _print(TenantOut.of(tenant).model_dump(mode="json"))
     elif args.action in ("suspend", "activate"):
         status = "suspended" if args.action == "suspend" else "active"
         tenant = store.update_tenant(engine, args.id, {"status": status})
@@ -83,18 +94,42 @@ def _keys(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> No
         print(f"revoked key {args.key_id} of tenant {args.tenant_id}")
 
 
+_UNSET = object()
+# Limits `tenants update` can set; `default` stores null (the deployment's default).
+_LIMITS = {
+    "rate_limit_per_second": ("--rate-limit", "requests per second (0: no limit)"),
+    "max_in_flight": ("--max-in-flight", "requests in flight at once (0: no cap)"),
+    "statement_timeout_ms": ("--statement-timeout-ms", "the services' per-statement limit"),
+}
+
+
+def _limit(value: str) -> int | None:
+    if value == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("an integer, or `default`") from None
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     top = argparse.ArgumentParser(prog="python -m gateway.cli", description=__doc__)
     groups = top.add_subparsers(dest="group", required=True)
 
-    tenants = groups.add_parser("tenants", help="create, list, suspend, activate, delete")
+    tenants = groups.add_parser("tenants", help="create, list, update, suspend, activate, delete")
     t = tenants.add_subparsers(dest="action", required=True)
     create = t.add_parser("create", help="create a tenant and print its first API key")
     create.add_argument("name")
     create.add_argument("--slug")
     create.add_argument("--rate-limit", type=int, help="requests per second (0: no limit)")
+    create.add_argument("--max-in-flight", type=int, help="requests in flight at once (0: no cap)")
+    create.add_argument("--statement-timeout-ms", type=int, help="the services' statement limit")
     t.add_parser("list", help="list tenants")
+    update = t.add_parser("update", help="change a tenant's limits (`default`: back to default)")
+    update.add_argument("id", type=int)
+    for field, (flag, text) in _LIMITS.items():
+        update.add_argument(flag, dest=field, type=_limit, default=_UNSET, help=text)
     for action in ("suspend", "activate", "delete"):
         t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -110,6 +110,14 @@ class Settings(GatewayDatabase):
     REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1, le=10_000)
     TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
+    # Fairness (gateway/admission.py, gateway/keyguard.py); all per replica.
+    TENANT_MAX_IN_FLIGHT: int = Field(default=16, ge=0, le=100_000)
+    GATEWAY_MAX_IN_FLIGHT: int = Field(default=128, ge=0, le=100_000)
+    GATEWAY_QUEUE_TIMEOUT_SECONDS: float = Field(default=2, gt=0, le=60)
+    KEY_LOOKUPS_PER_SECOND: int = Field(default=20, ge=0, le=100_000)
+    KEY_LOOKUPS_PER_CLIENT_PER_SECOND: int = Field(default=5, ge=0, le=100_000)
+    # A measurement switch for the load tests' "protection off" runs, not for production.
+    TENANT_FAIRNESS: Literal["on", "off"] = "on"
     GATEWAY_HOST: str = "127.0.0.1"
     GATEWAY_PORT: int = Field(default=8000, ge=1, le=65535)
     LOG_FORMAT: LogFormat = "json"

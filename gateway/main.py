@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 import aiohttp
 from fastapi import FastAPI
 
-from gateway import admin, health, openapi, pipeline
+from gateway import admin, health, openapi, ownpaths, pipeline
+from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
+from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
             sealer=Sealer(derive_cache_key(settings.cache_secret)),
         )
         invalidator = Invalidator(redis=redis, directory=directory)
+        fair = settings.TENANT_FAIRNESS == "on"
         state = GatewayState(
             settings=settings,
             engine=engine,
@@ -80,6 +83,19 @@ def create_app(settings: Settings) -> FastAPI:
                 replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
+            admission=Admission(
+                default_cap=settings.TENANT_MAX_IN_FLIGHT,
+                capacity=settings.GATEWAY_MAX_IN_FLIGHT,
+                queue_timeout_seconds=settings.GATEWAY_QUEUE_TIMEOUT_SECONDS,
+                metrics=metrics,
+                enabled=fair,
+            ),
+            key_guard=KeyLookupGuard(
+                per_second=settings.KEY_LOOKUPS_PER_SECOND,
+                per_client_per_second=settings.KEY_LOOKUPS_PER_CLIENT_PER_SECOND,
+                metrics=metrics,
+                enabled=fair,
+            ),
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         docs_refresher = asyncio.create_task(merged_openapi.keep_fresh(session))
@@ -118,6 +134,9 @@ def create_app(settings: Settings) -> FastAPI:
         refresh_seconds=settings.OPENAPI_REFRESH_SECONDS,
     )
     openapi.install(app, merged_openapi)
+    # Before the catch-all: an unknown method on the gateway's own paths is a 405.
+    own = [*health.router.routes, *admin.router.routes, *app.router.routes]
+    ownpaths.refuse_other_methods(app, own, METHODS)
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(CountResponses, metrics=metrics)

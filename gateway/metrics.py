@@ -44,6 +44,28 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.admission_refused = Counter(
+            "gateway_admission_refused",
+            "Requests refused by admission: tenant_in_flight (429, over max_in_flight), "
+            "tenant_share (429, waited while over its fair share), saturated (503)",
+            ["reason"],
+            registry=self.registry,
+        )
+        # Read from the admission queue at scrape time: nothing on the request path.
+        self.in_flight = Gauge(
+            "gateway_in_flight", "Requests admitted and not finished", registry=self.registry
+        )
+        self.queued = Gauge(
+            "gateway_admission_queued",
+            "Requests waiting for a slot (the replica is at GATEWAY_MAX_IN_FLIGHT)",
+            registry=self.registry,
+        )
+        self.key_lookups_refused = Counter(
+            "gateway_key_lookups_refused",
+            "Unknown-key lookups refused before PostgreSQL: scope client (429) or global (503)",
+            ["scope"],
+            registry=self.registry,
+        )
         self.redis_up = Gauge(
             "gateway_redis_up",
             "1 while Redis answers, 0 while the gateway runs degraded",

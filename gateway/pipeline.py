@@ -1,12 +1,12 @@
 """The gateway's request path, in order: identify -> authenticate -> validate tenant ->
-rate limit -> sign -> forward. Each step is one call into the module that owns it."""
+rate limit -> admit -> sign -> forward. Each step is one call into the module that owns it."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import identity, proxy
+from gateway import hangup, identity, proxy
 from gateway.errors import GatewayError
 from gateway.state import GatewayState
 from gateway.tenants import validate_tenant
@@ -46,17 +46,19 @@ async def handle(request: Request) -> Response:
     claims = identity.identify(
         request.headers, modes=settings.GATEWAY_AUTH_MODES, base_domain=settings.GATEWAY_BASE_DOMAIN
     )
+    # An unknown key or slug costs a PostgreSQL query only within the key guard's budget.
+    client = request.client.host if request.client else ""
     credential_tenant_id = await identity.authenticate(
         request.headers,
         modes=settings.GATEWAY_AUTH_MODES,
         jwt_secret=settings.JWT_SECRET,
-        key_owner=state.directory.key_owner,
+        key_owner=state.key_guard.guard(state.directory.key_owner, client=client),
     )
     tenant_id = await identity.decide_tenant(
         claims,
         credential_tenant_id=credential_tenant_id,
         modes=settings.GATEWAY_AUTH_MODES,
-        slug_to_id=state.directory.tenant_id_for_slug,
+        slug_to_id=state.key_guard.guard(state.directory.tenant_id_for_slug, client=client),
     )
     tenant = await validate_tenant(state.directory, tenant_id)
     request.state.tenant_id = tenant.id
@@ -64,6 +66,9 @@ async def handle(request: Request) -> Response:
     limit_headers = await state.limiter.enforce(
         tenant_id=tenant.id, per_second=state.limiter.limit_for(tenant.rate_limit_per_second)
     )
+
+    # Held from here until the response is sent, fails, or the client hangs up.
+    slot = await state.admission.admit(tenant.id, cap=state.admission.cap_for(tenant.max_in_flight))
 
     # The signature covers the exact target that is forwarded, byte for byte.
     target = request_target(proxy.raw_path(request.scope), request.scope["query_string"])
@@ -75,11 +80,19 @@ async def handle(request: Request) -> Response:
         target=target,
     )
 
-    return await proxy.forward(
-        request,
-        session=state.session,
-        url=upstream + target,
-        # traceparent is end to end and outside the signature: this hop is the parent.
-        extra_headers={**signed, "traceparent": request.state.trace.traceparent()},
-        response_headers=limit_headers,
-    )
+    try:
+        response = await hangup.abandon_on_hangup(
+            request,
+            lambda req: proxy.forward(
+                req,
+                session=state.session,
+                url=upstream + target,
+                # traceparent is end to end and outside the signature: this hop is the parent.
+                extra_headers={**signed, "traceparent": req.state.trace.traceparent()},
+                response_headers=limit_headers,
+            ),
+        )
+    except BaseException:
+        slot.release()
+        raise
+    return slot.release_after(response)

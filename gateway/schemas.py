@@ -13,6 +13,10 @@ TenantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
 # 0 = no limit (as DEFAULT_RATE_LIMIT_PER_SECOND=0); null = use the default.
 RateLimit = Annotated[int, Field(ge=0, le=1_000_000)]
+# 0 = no cap; null = TENANT_MAX_IN_FLIGHT.
+MaxInFlight = Annotated[int, Field(ge=0, le=100_000)]
+# null = the services' default statement timeout; at most one hour.
+StatementTimeoutMs = Annotated[int, Field(gt=0, le=3_600_000)]
 
 
 class TenantCreate(BaseModel):
@@ -21,6 +25,8 @@ class TenantCreate(BaseModel):
     name: TenantName
     slug: Slug | None = None
     rate_limit_per_second: RateLimit | None = None
+    max_in_flight: MaxInFlight | None = None
+    statement_timeout_ms: StatementTimeoutMs | None = None
 
 
 class TenantPatch(BaseModel):
@@ -29,11 +35,13 @@ class TenantPatch(BaseModel):
     name: TenantName | None = None
     status: Literal["active", "suspended"] | None = None
     rate_limit_per_second: RateLimit | None = None
+    max_in_flight: MaxInFlight | None = None
+    statement_timeout_ms: StatementTimeoutMs | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _no_null_name_or_status(cls, data: object) -> object:
-        # Only the rate limit may be null (= back to the default); a null name is a mistake.
+        # Only the limits may be null (= back to the default); a null name is a mistake.
         if isinstance(data, dict):
             for field in ("name", "status"):
                 if field in data and data[field] is None:
@@ -41,7 +49,7 @@ class TenantPatch(BaseModel):
         return data
 
     def changes(self) -> dict[str, object]:
-        """Only the fields the client sent; rate_limit_per_second: null resets to the default."""
+        """Only the fields the client sent; a limit sent as null resets to the default."""
         return self.model_dump(include=self.model_fields_set)
 
 
@@ -51,6 +59,8 @@ class TenantOut(BaseModel):
     slug: str
     status: str
     rate_limit_per_second: int | None
+    max_in_flight: int | None
+    statement_timeout_ms: int | None
     created_at: dt.datetime
 
     @classmethod

@@ -10,9 +10,11 @@ from fastapi import Depends
 from sqlalchemy import Engine
 from starlette.requests import Request
 
+from gateway.admission import Admission
 from gateway.breaker import RedisLink
 from gateway.config import Settings
 from gateway.invalidation import Invalidator
+from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import Metrics
 from gateway.proxy import RouteTable
 from gateway.ratelimit import RateLimiter
@@ -30,6 +32,8 @@ class GatewayState:
     directory: TenantDirectory
     limiter: RateLimiter
     invalidator: Invalidator
+    admission: Admission
+    key_guard: KeyLookupGuard
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -54,6 +54,8 @@ tenants = Table(
     Column("status", Text, nullable=False),
     Column("rate_limit_per_second", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("max_in_flight", Integer),
+    Column("statement_timeout_ms", Integer),
 )
 api_keys = Table(
     "api_keys",
@@ -91,6 +93,9 @@ class TenantRecord:
     status: str
     rate_limit_per_second: int | None
     created_at: dt.datetime
+    # Defaults: a record cached in Redis by an older gateway lacks them (null = the default).
+    max_in_flight: int | None = None
+    statement_timeout_ms: int | None = None
 
     @property
     def active(self) -> bool:
@@ -197,10 +202,21 @@ def _insert_key(conn: Any, tenant_id: int) -> tuple[KeyRecord, str]:
 
 
 def create_tenant(
-    engine: Engine, *, name: str, slug: str | None, rate_limit_per_second: int | None
+    engine: Engine,
+    *,
+    name: str,
+    slug: str | None,
+    rate_limit_per_second: int | None,
+    max_in_flight: int | None = None,
+    statement_timeout_ms: int | None = None,
 ) -> tuple[TenantRecord, KeyRecord, str]:
     """Insert a tenant and its first key; the key in clear is returned this once only."""
-    values: dict[str, Any] = {"name": name, "rate_limit_per_second": rate_limit_per_second}
+    values: dict[str, Any] = {
+        "name": name,
+        "rate_limit_per_second": rate_limit_per_second,
+        "max_in_flight": max_in_flight,
+        "statement_timeout_ms": statement_timeout_ms,
+    }
     if slug:
         values["slug"] = slug
     try:
@@ -229,7 +245,7 @@ def get_tenant(engine: Engine, tenant_id: int) -> TenantRecord:
 
 
 def update_tenant(engine: Engine, tenant_id: int, changes: dict[str, Any]) -> TenantRecord:
-    """Apply name/status/rate_limit_per_second changes; TenantNotFound or DuplicateTenant."""
+    """Apply name/status/limit changes; TenantNotFound or DuplicateTenant."""
     if not changes:
         return get_tenant(engine, tenant_id)
     try:

@@ -63,27 +63,38 @@ class TenantDirectory:
         )
         return TenantRecord.from_json(data) if data is not None else None
 
-    async def tenant_id_for_slug(self, slug: str) -> int | None:
-        """The id of the tenant with this slug, or None."""
-        data = await self._lookup(
-            ("slug", slug),
-            slug_redis_key(slug),
-            lambda: self._load(store.find_tenant_id_by_slug, slug, encode=int),
-        )
+    async def tenant_id_for_slug(
+        self, slug: str, *, before_query: Callable[[], None] | None = None
+    ) -> int | None:
+        """The id of the tenant with this slug, or None (`before_query` as for key_owner)."""
+
+        async def load() -> Any:
+            if before_query is not None:
+                before_query()
+            return await self._load(store.find_tenant_id_by_slug, slug, encode=int)
+
+        data = await self._lookup(("slug", slug), slug_redis_key(slug), load)
         return int(data) if data is not None else None
 
-    async def key_owner(self, digest: bytes) -> int | None:
-        """The tenant id of the unrevoked key with this digest, or None."""
+    async def key_owner(
+        self, digest: bytes, *, before_query: Callable[[], None] | None = None
+    ) -> int | None:
+        """The tenant id of the unrevoked key with this digest, or None.
+
+        `before_query` runs only when neither cache knows the key; it may refuse (raise).
+        """
         digest_hex = digest.hex()
-        data = await self._lookup(
-            ("apikey", digest_hex),
-            apikey_redis_key(digest_hex),
-            lambda: self._load(
+
+        async def load() -> Any:
+            if before_query is not None:
+                before_query()
+            return await self._load(
                 store.find_active_key,
                 digest,
                 encode=lambda k: {"key_id": k.id, "tenant_id": k.tenant_id},
-            ),
-        )
+            )
+
+        data = await self._lookup(("apikey", digest_hex), apikey_redis_key(digest_hex), load)
         return int(data["tenant_id"]) if data is not None else None
 
     def forget(self, message: str) -> None:

@@ -19,6 +19,7 @@ from kit.procs import ProcessError, run_migrations, service_log_path, start_serv
 from kit.redisacl import RedisPasswords
 from kit.runconfig import ConfigError, RunConfig, read_config
 from kit.servers import PgServer, RedisServer, ServerError, free_port, port_in_use
+from kit.supervise import Supervisor
 from services.tenancy.dburl import (
     APP_ROLE_DEFAULT,
     GATEWAY_ROLE_DEFAULT,
@@ -28,6 +29,7 @@ from services.tenancy.dburl import (
 
 DATABASE_NAME = "tenantkit"
 # Settings the user may export that the gateway reads as they are (SPEC §3).
+USERS_PASSTHROUGH = ("TENANT_SETTING",)
 GATEWAY_PASSTHROUGH = (
     "JWT_SECRET",
     "GATEWAY_AUTH_MODES",
@@ -39,8 +41,17 @@ GATEWAY_PASSTHROUGH = (
     "GATEWAY_CACHE_SECRET",
     "GATEWAY_REPLICAS",
     "REDIS_MAX_CONNECTIONS",
+    # The gateway reads the fairness switch too (kit.procs strips it from inherited settings).
+    "TENANT_FAIRNESS",
     "OPENAPI_REFRESH_SECONDS",
     *("LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+)
+# Settings the user may export that every service reads as they are (fairness, SPEC §3).
+SERVICES_PASSTHROUGH = (
+    "TENANT_FAIRNESS",
+    "TENANT_POOL_SHARE_PERCENT",
+    "TENANT_POOL_WAIT_SECONDS",
+    "TENANT_STATEMENT_TIMEOUT_MS",
 )
 # What every process (the services too) takes from `make run`'s environment.
 OBSERVE_PASSTHROUGH = ("LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -116,8 +127,9 @@ class Runner:
         self.config = config
         self.data = DataDir(config.data_dir)
         self.follower = follower
-        self.services: list[Child] = []
-        self.servers: list[Child] = []
+        self.supervisor = Supervisor()
+        self.services: set[str] = set()
+        self.servers: set[str] = set()
 
     def up(self) -> str:
         """Start everything; returns the banner."""
@@ -158,6 +170,8 @@ class Runner:
             self.config.users_port,
             {
                 **{k: environ[k] for k in OBSERVE_PASSTHROUGH if k in environ},
+                **{k: environ[k] for k in USERS_PASSTHROUGH if k in environ},
+                **{k: environ[k] for k in SERVICES_PASSTHROUGH if k in environ},
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 **({"REDIS_URL": services_redis_url} if services_redis_url else {}),
@@ -201,8 +215,7 @@ class Runner:
         server = PgServer(self.data.postgres, port=port)
         self.follower.add("postgres", server.log_path)
         server.start()
-        assert server.child is not None
-        self.servers.append(server.child)
+        self._supervise_server("postgres", server)
         return server.create_database(DATABASE_NAME)
 
     def _start_redis(self, secrets: dict[str, str]) -> tuple[str, str]:
@@ -217,9 +230,21 @@ class Runner:
         )
         self.follower.add("redis", server.log_path)
         server.start()
-        assert server.child is not None
-        self.servers.append(server.child)
+        self._supervise_server("redis", server)
         return server.url, server.services_url
+
+    def _supervise_server(self, name: str, server: PgServer | RedisServer) -> None:
+        """Restarted on the same port and data folder, so every URL stays valid."""
+
+        def restart() -> Child:
+            server.stop(timeout=1)
+            server.start()
+            assert server.child is not None
+            return server.child
+
+        assert server.child is not None
+        self.servers.add(name)
+        self.supervisor.add(name, server.child, restart)
 
     def _server_port(self, name: str) -> int:
         """The port used last time (so DATABASE_URL stays the same), or a new free one."""
@@ -234,21 +259,24 @@ class Runner:
     def _start(self, name: str, port: int, env: dict[str, str]) -> str:
         self.follower.add(name, service_log_path(self.data.logs, name, port))
         service = start_service(name, env=env, port=port, log_dir=self.data.logs)
-        self.services.append(service.child)
+        self.services.add(name)
+        # The same port again: the gateway's USERS_URL and the printed URL stay valid.
+        self.supervisor.add(
+            name,
+            service.child,
+            lambda: start_service(name, env=env, port=port, log_dir=self.data.logs).child,
+        )
         return service.url
 
     def watch(self) -> str:
-        """Block until a child exits; its name and status."""
-        while True:
-            for child in self.services + self.servers:
-                if not child.alive():
-                    return f"{child.name} exited with {child.popen.returncode}"
-            time.sleep(0.2)
+        """Keep the stack running; returns the line saying which child crashed too often."""
+        return self.supervisor.watch()
 
     def down(self) -> None:
         """Services first (they use the servers), then the servers; all within 10 s."""
-        stop_together(list(reversed(self.services)), SERVICES_STOP_SECONDS)
-        stop_together(list(reversed(self.servers)), SERVERS_STOP_SECONDS)
+        services = self.supervisor.children(self.services)
+        stop_together(list(reversed(services)), SERVICES_STOP_SECONDS)
+        stop_together(list(reversed(self.supervisor.children(self.servers))), SERVERS_STOP_SECONDS)
         self.data.withdraw_stack()
 
 
@@ -260,7 +288,7 @@ def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    """Run until Ctrl-C/SIGTERM (exit 0) or until a process dies (exit 1)."""
+    """Run until Ctrl-C/SIGTERM (exit 0) or until a process crashes too often (exit 1)."""
     # Under `make run`, make is our parent: if make is killed, we stop the stack too.
     die_with_parent(signal.SIGTERM)
     signal.signal(signal.SIGINT, _raise_shutdown)
@@ -278,8 +306,7 @@ def main() -> int:
         print(f"kit: starting tenantkit (data in {runner.data.path})", flush=True)
         message = runner.up()
         print(message, flush=True)
-        reason = runner.watch()
-        print(f"kit: {reason}; stopping the rest", file=sys.stderr, flush=True)
+        print(runner.watch(), file=sys.stderr, flush=True)
     except Shutdown as exc:
         print(f"kit: {exc}: stopping", flush=True)
         status = 0

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg2
@@ -50,6 +51,22 @@ SUPERUSER = "postgres"
 _MAX_SOCKET_PATH = 100
 
 
+# Test clusters (for_tests) only: initdb takes seconds, a copy of a fresh cluster a fraction
+# of one; keyed by (binaries, account), each copy gets the first cluster's superuser password.
+_PRISTINE: dict[tuple[Path, int | None], Path] = {}
+
+
+def _copy_tree(source: Path, target: Path, account: RunAs | None) -> None:
+    """Copy a data folder, owned by `account` when the server runs as one (we are root)."""
+    staging = target.with_name(target.name + ".copy")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, symlinks=True)
+    if account is not None:
+        for path in [staging, *staging.rglob("*")]:
+            os.chown(path, account.uid, account.gid, follow_symlinks=False)
+    staging.rename(target)
+
+
 class PgServer:
     """A PostgreSQL cluster in `base_dir/pgdata`, superuser `postgres` with a kept password."""
 
@@ -60,6 +77,7 @@ class PgServer:
         port: int | None = None,
         for_tests: bool = False,
         binaries: PgBinaries | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.pgdata = self.base_dir / "pgdata"
@@ -69,6 +87,8 @@ class PgServer:
         self.port = port if port is not None else free_port()
         self.for_tests = for_tests
         self._binaries = binaries
+        # Server settings beyond the kit's own (`-c key=value`), e.g. Citus's preload.
+        self.settings = dict(settings or {})
         self.child: Child | None = None
 
     @property
@@ -97,15 +117,16 @@ class PgServer:
             application_name="kit",
         )
 
-    def create_database(self, name: str) -> str:
-        """Create database `name` unless it exists; its owner URL."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create database `name` (a copy of `template` if given) unless it exists; its URL."""
         conn = self.connect()
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{name}"')
+                    copy = f' TEMPLATE "{template}"' if template else ""
+                    cur.execute(f'CREATE DATABASE "{name}"{copy}')
         finally:
             conn.close()
         return self.owner_url(name)
@@ -121,7 +142,7 @@ class PgServer:
         if account is not None:
             self._binaries = runnable_by(self.binaries, account)
         if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb(account)
+            self._new_cluster(account)
         for attempt in range(3):
             self._launch(account)
             if self._wait_ready(timeout):
@@ -136,6 +157,23 @@ class PgServer:
                 )
             # Another process took the free port between our check and the bind: pick again.
             self.port = free_port()
+
+    def _new_cluster(self, account: RunAs | None) -> None:
+        """initdb; a test cluster is a copy of the first one made with the same binaries."""
+        key = (self.binaries.bindir, account.uid if account else None)
+        pristine = _PRISTINE.get(key) if self.for_tests else None
+        if pristine is not None and pristine.exists() and not self.password_file.exists():
+            _copy_tree(pristine / "pgdata", self.pgdata, account)
+            shutil.copy2(pristine / "superuser.password", self.password_file)
+            return
+        self._initdb(account)
+        if self.for_tests:
+            # Kept beside this cluster (the session's folder), before its first start.
+            snapshot = self.base_dir.parent / f".pristine-{len(_PRISTINE)}"
+            shutil.rmtree(snapshot, ignore_errors=True)
+            _copy_tree(self.pgdata, snapshot / "pgdata", account)
+            shutil.copy2(self.password_file, snapshot / "superuser.password")
+            _PRISTINE[key] = snapshot
 
     def _initdb(self, account: RunAs | None) -> None:
         # initdb works in a side folder renamed into place when done: a first start that is
@@ -209,6 +247,7 @@ class PgServer:
         if self.for_tests:
             # Throwaway clusters: durability buys nothing, speed buys shorter test runs.
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
         argv = [str(self.binaries.tool("postgres")), "-D", str(self.pgdata)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]

@@ -12,6 +12,7 @@ from locust import constant_throughput, events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadtests.attackers import HeavyUser, RandomKeyUser, SlowBodyUser
 from loadtests.settings import LoadSettings, resolve_admin_token
 from loadtests.state import STATE
 from loadtests.summary import all_cross_tenant, as_json, measured, per_tenant, response_times
@@ -46,6 +47,10 @@ def on_init(environment: Environment, **_: Any) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     FloodUser.fixed_count = settings.LOAD_FLOOD_USERS
     FloodUser.wait_time = constant_throughput(settings.LOAD_FLOOD_RPS_PER_USER)
+    SlowBodyUser.fixed_count = settings.LOAD_SLOW_BODY_USERS
+    HeavyUser.fixed_count = settings.LOAD_HEAVY_USERS
+    RandomKeyUser.fixed_count = settings.LOAD_RANDOM_KEY_USERS
+    RandomKeyUser.wait_time = constant_throughput(settings.LOAD_RANDOM_KEY_RPS_PER_USER)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(TENANTS_MESSAGE, _receive_tenants)
 
@@ -68,9 +73,13 @@ def _planned_users(environment: Environment, settings: LoadSettings) -> int:
     options = environment.parsed_options
     users = getattr(options, "num_users", None) if options else None
     planned = int(users) if users else settings.LOAD_USERS
-    if FloodUser in environment.user_classes:
-        planned -= settings.LOAD_FLOOD_USERS
+    planned -= sum(c.fixed_count for c in _attackers(environment))
     return max(planned, 1)
+
+
+def _attackers(environment: Environment) -> list[Any]:
+    """The flooding and attacking user classes of this run (not bound by the plan)."""
+    return [c for c in environment.user_classes if getattr(c, "attacker", False)]
 
 
 @events.test_start.add_listener
@@ -159,7 +168,7 @@ def on_quitting(environment: Environment, **_: Any) -> None:
     stats = environment.stats
     flood_tenant = settings.LOAD_FLOOD_TENANT
     # The flooding tenant's own 429s are the point of the noisy scenario, not a failure.
-    flooding = flood_tenant is not None and FloodUser in environment.user_classes
+    flooding = flood_tenant is not None and bool(_attackers(environment))
     excluded = {flood_tenant} if flooding and flood_tenant else set()
     tenants = per_tenant(stats)
     overall = measured(stats, exclude=excluded)

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPORTS_DIR_DEFAULT = Path(__file__).resolve().parent / "reports"
 # Locust's --run-time syntax: 90, 90s, 2m, 1h30m.
 _RUN_TIME = re.compile(r"^(\d+|(\d+h)?(\d+m)?(\d+s)?)$")
+# The attack scenarios of `make load-noisy` (loadtests/attackers.py), by name.
+ATTACKS = ("slow_body", "heavy", "random_keys")
 
 
 class LoadSettings(BaseSettings):
@@ -38,6 +40,16 @@ class LoadSettings(BaseSettings):
     LOAD_FLOOD_USERS: int = Field(default=2, ge=1, le=1_000)
     LOAD_FLOOD_RPS_PER_USER: float = Field(default=50.0, gt=0)
     LOAD_FLOOD_RATE_LIMIT_PER_SECOND: int = Field(default=10, ge=1)
+    # Attacks (`python -m loadtests --attacks`, in `make load-noisy`): each scenario runs
+    # against a stack with TENANT_FAIRNESS=on and one with off, which it starts itself.
+    LOAD_ATTACKS: str = "slow_body,heavy,random_keys"
+    LOAD_ATTACK_PHASE_TIME: str = "20s"
+    LOAD_SLOW_BODY_USERS: int = Field(default=30, ge=1, le=1_000)
+    LOAD_SLOW_BODY_SECONDS: float = Field(default=12.0, gt=0)
+    LOAD_HEAVY_USERS: int = Field(default=48, ge=1, le=1_000)
+    LOAD_HEAVY_ROWS: int = Field(default=300, ge=1, le=100_000)
+    LOAD_RANDOM_KEY_USERS: int = Field(default=4, ge=1, le=1_000)
+    LOAD_RANDOM_KEY_RPS_PER_USER: float = Field(default=100.0, gt=0)
     # Set by `python -m loadtests --noisy` for its Locust runs, not by users: tenants created
     # once for both phases, where each phase writes its figures, which tenant floods.
     LOAD_TENANTS_FILE: Path | None = None
@@ -54,7 +66,21 @@ class LoadSettings(BaseSettings):
             raise ValueError("expected http(s)://host[:port], e.g. http://127.0.0.1:8000")
         return value.rstrip("/")
 
-    @field_validator("LOAD_TIME", "LOAD_NOISY_PHASE_TIME")
+    @field_validator("LOAD_ATTACKS")
+    @classmethod
+    def _attacks(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = set(names) - set(ATTACKS)
+        if not names or unknown:
+            raise ValueError(f"expected a comma list of {', '.join(ATTACKS)}")
+        return ",".join(names)
+
+    @property
+    def attacks(self) -> list[str]:
+        """The attack scenarios to run, in order."""
+        return self.LOAD_ATTACKS.split(",")
+
+    @field_validator("LOAD_TIME", "LOAD_NOISY_PHASE_TIME", "LOAD_ATTACK_PHASE_TIME")
     @classmethod
     def _run_time(cls, value: str) -> str:
         if not value or not _RUN_TIME.match(value):

@@ -177,6 +177,7 @@ class TenantUser(TenantApiUser):
 class FloodUser(TenantApiUser):
     """The noisy neighbour: one tenant's client hammering far above its rate limit."""
 
+    attacker = True  # its requests are left out of the measured tenants' figures
     # Replaced from LOAD_FLOOD_USERS / LOAD_FLOOD_RPS_PER_USER when the run starts.
     fixed_count = 1
     wait_time = constant_throughput(50)

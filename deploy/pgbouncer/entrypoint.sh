@@ -8,9 +8,14 @@ set -euo pipefail
 : "${PGBOUNCER_USERS:?PGBOUNCER_USERS must list the roles, e.g. tenantkit_app,tenantkit}"
 
 timeout_ms=${PGBOUNCER_STATEMENT_TIMEOUT_MS:-4000}
-case "$timeout_ms" in
-    '' | *[!0-9]*) echo "pgbouncer: invalid setting PGBOUNCER_STATEMENT_TIMEOUT_MS: not a whole number of milliseconds" >&2; exit 2 ;;
-esac
+idle_ms=${PGBOUNCER_IDLE_IN_TRANSACTION_TIMEOUT_MS:-10000}
+for setting in PGBOUNCER_STATEMENT_TIMEOUT_MS:"$timeout_ms" PGBOUNCER_IDLE_IN_TRANSACTION_TIMEOUT_MS:"$idle_ms"; do
+    case "${setting#*:}" in
+        '' | 0 | *[!0-9]*) echo "pgbouncer: invalid setting ${setting%%:*}: not a positive whole number of milliseconds" >&2; exit 2 ;;
+    esac
+done
+# PgBouncer's own client-side bound is in whole seconds: round up.
+idle_seconds=$(((idle_ms + 999) / 1000))
 
 conf_dir=$(mktemp -d)
 userlist="$conf_dir/userlist.txt"
@@ -26,7 +31,7 @@ done
 
 cat >"$conf_dir/pgbouncer.ini" <<INI
 [databases]
-${PGBOUNCER_DATABASE} = host=${PGBOUNCER_SERVER_HOST} port=${PGBOUNCER_SERVER_PORT:-5432} dbname=${PGBOUNCER_DATABASE} connect_query='SET statement_timeout = ${timeout_ms}'
+${PGBOUNCER_DATABASE} = host=${PGBOUNCER_SERVER_HOST} port=${PGBOUNCER_SERVER_PORT:-5432} dbname=${PGBOUNCER_DATABASE} connect_query='SET statement_timeout = ${timeout_ms}; SET idle_in_transaction_session_timeout = ${idle_ms}'
 
 [pgbouncer]
 listen_addr = 0.0.0.0
@@ -50,6 +55,12 @@ server_check_query = SELECT 1
 ; re-applied per client); it is ignored here and connect_query sets the timeout on every
 ; server connection instead (PGBOUNCER_STATEMENT_TIMEOUT_MS, the users service's 4 s).
 ignore_startup_parameters = extra_float_digits,options
+; A client that opens a transaction and goes quiet must not pin a server connection (nor
+; the xmin horizon): PostgreSQL ends such a session after idle_in_transaction_session_timeout
+; (connect_query above), and PgBouncer drops the client after the same time. A tenant's own
+; SET LOCAL statement_timeout (the services send it with the tenant) is transaction-local,
+; so it passes through transaction pooling and ends with the transaction.
+idle_transaction_timeout = ${idle_seconds}
 stats_users = ${PGBOUNCER_STATS_USERS:-}
 admin_users =
 logfile =

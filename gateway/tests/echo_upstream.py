@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.tenancy.signing import SignatureError, request_target, verify_headers
@@ -35,6 +36,9 @@ async def echo(request: Request) -> Response:
         )
     except SignatureError as exc:
         return JSONResponse({"detail": f"signature: {exc}"}, status_code=401)
+    trickle = int(request.query_params.get("trickle", "0"))
+    if trickle:
+        return StreamingResponse(_trickle(trickle), media_type="text/plain")
     delay = float(request.query_params.get("delay", "0"))
     if delay:
         await asyncio.sleep(delay)
@@ -59,6 +63,13 @@ async def echo(request: Request) -> Response:
     response.headers["keep-alive"] = "timeout=5"
     response.headers["x-request-id"] = "upstream-made-this-up"
     return response
+
+
+async def _trickle(seconds: int) -> AsyncIterator[bytes]:
+    """One byte a second: an answer that is still streaming when the client leaves."""
+    for _ in range(seconds):
+        yield b"."
+        await asyncio.sleep(1)
 
 
 def build() -> Starlette:

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import jwt
 
+from gateway.invalidation import SECOND_PASS_DELAY_SECONDS
+
 
 def unique_name(label: str = "tenant") -> str:
     """A tenant name no other test (or test run on the same database) uses."""
@@ -21,6 +23,17 @@ def create_tenant(admin: httpx.Client, **fields: Any) -> dict[str, Any]:
     response = admin.post("/admin/tenants", json=body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def settled_tenant(admin: httpx.Client, **fields: Any) -> dict[str, Any]:
+    """A new tenant once its create's repeated invalidation (0.5 s later) has passed.
+
+    A test that warms a cache before then gets it flushed by that repeat, whatever the
+    change under test did: it would pass with that change's own invalidation removed.
+    """
+    tenant = create_tenant(admin, **fields)
+    time.sleep(SECOND_PASS_DELAY_SECONDS + 0.3)
+    return tenant
 
 
 def tenant_jwt(secret: str, tenant_id: Any, *, expires_in: int = 300, **extra: Any) -> str:

@@ -128,6 +128,8 @@ def test_duplicate_name_or_slug_is_409(echo_admin: httpx.Client) -> None:
         {"name": "ok", "rate_limit_per_second": -1},
         {"name": "ok", "rate_limit_per_second": "fast"},
         {"name": "ok", "status": "active"},
+        {"name": "ok", "max_in_flight": -1},
+        {"name": "ok", "statement_timeout_ms": 0},
     ],
 )
 def test_invalid_create_bodies_are_422(echo_admin: httpx.Client, body: dict[str, object]) -> None:
@@ -144,6 +146,8 @@ def test_invalid_create_bodies_are_422(echo_admin: httpx.Client, body: dict[str,
         {"status": None},
         {"rate_limit_per_second": -5},
         {"slug": "x"},
+        {"max_in_flight": "many"},
+        {"statement_timeout_ms": -100},
     ],
 )
 def test_invalid_patch_bodies_are_422(echo_admin: httpx.Client, body: dict[str, object]) -> None:
@@ -174,6 +178,19 @@ def test_patch_renames_suspends_reactivates_and_sets_the_rate_limit(
     reset = echo_admin.patch(url, json={"rate_limit_per_second": None}).json()
     assert reset["rate_limit_per_second"] is None
     assert reset["name"] == new_name  # untouched fields stay
+
+
+def test_per_tenant_limits_are_created_changed_and_reset_to_the_default(
+    echo_admin: httpx.Client,
+) -> None:
+    tenant = create_tenant(echo_admin, max_in_flight=4, statement_timeout_ms=1500)
+    assert (tenant["max_in_flight"], tenant["statement_timeout_ms"]) == (4, 1500)
+    url = f"/admin/tenants/{tenant['id']}"
+    changed = echo_admin.patch(url, json={"max_in_flight": 0, "statement_timeout_ms": 250}).json()
+    assert (changed["max_in_flight"], changed["statement_timeout_ms"]) == (0, 250)
+    reset = echo_admin.patch(url, json={"max_in_flight": None, "statement_timeout_ms": None})
+    assert reset.json()["max_in_flight"] is None and reset.json()["statement_timeout_ms"] is None
+    assert echo_admin.get(url).json()["max_in_flight"] is None
 
 
 def test_new_key_works_and_revoked_key_stops(

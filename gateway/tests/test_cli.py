@@ -131,3 +131,24 @@ def test_cli_repeats_its_invalidation_so_a_racing_write_back_is_dropped_too(
     assert store.get(entry) is None
     assert wait_for(lambda: httpx.get(users, headers=headers).status_code == 403, within=1.0)
     store.close()
+
+
+def test_cli_sets_and_resets_a_tenants_limits(
+    database: Database, redis_server: RedisServer, echo_gateway: ServiceProcess
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(*args, database=database, redis=redis_server)
+
+    created = run("tenants", "create", unique_name("limits"), "--max-in-flight", "3")
+    assert created.returncode == 0, created.stderr
+    tenant = json.loads(created.stdout)
+    assert tenant["max_in_flight"] == 3 and tenant["statement_timeout_ms"] is None
+    tid = str(tenant["id"])
+    updated = run(
+        "tenants", "update", tid, "--max-in-flight", "default", "--statement-timeout-ms", "900"
+    )
+    assert updated.returncode == 0, updated.stderr
+    body = json.loads(updated.stdout)
+    assert body["max_in_flight"] is None and body["statement_timeout_ms"] == 900
+    refused = run("tenants", "update", tid, "--statement-timeout-ms", "0")
+    assert refused.returncode == 2 and "statement_timeout_ms" in refused.stderr

@@ -92,10 +92,35 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_a_malformed_setting_stops_the_gateway_process_with_exit_2_and_one_line() -> None:
+    # The wiring, once, in a real process; the other cases go through the same function
+    # (Settings.load -> stop_on_bad_setting) in-process below.
+    result = run_gateway({**VALID, "GATEWAY_PORT": "eighty"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gateway: invalid setting GATEWAY_PORT: ")
+
+
+def _load_refusal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]
+) -> str:
+    """What Settings.load prints (one line) when it stops with exit 2, from exactly `env`."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        Settings.load()
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("GATEWAY_PORT", "eighty"),
         ("GATEWAY_AUTH_MODES", "api_key,telepathy"),
         ("GATEWAY_ROUTES", "/users"),
         ("DEFAULT_RATE_LIMIT_PER_SECOND", "-1"),
@@ -103,6 +128,12 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("DATABASE_URL", "mysql://x@y/z"),
         ("ADMIN_TOKEN", "tiny"),
+        ("TENANT_MAX_IN_FLIGHT", "-1"),
+        ("GATEWAY_MAX_IN_FLIGHT", "lots"),
+        ("GATEWAY_QUEUE_TIMEOUT_SECONDS", "0"),
+        ("KEY_LOOKUPS_PER_SECOND", "-3"),
+        ("KEY_LOOKUPS_PER_CLIENT_PER_SECOND", "1.5"),
+        ("TENANT_FAIRNESS", "maybe"),
         ("GATEWAY_CACHE_SECRET", "short"),
         ("GATEWAY_REPLICAS", "0"),
         ("REDIS_MAX_CONNECTIONS", "none"),
@@ -111,21 +142,19 @@ def run_gateway(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("OPENAPI_REFRESH_SECONDS", "0"),
     ],
 )
-def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(name: str, value: str) -> None:
-    result = run_gateway({**VALID, name: value})
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"gateway: invalid setting {name}: ")
+def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _load_refusal(monkeypatch, capsys, {**VALID, name: value})
+    assert line.startswith(f"gateway: invalid setting {name}: ")
 
 
-def test_missing_required_setting_is_named() -> None:
+def test_missing_required_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = {k: v for k, v in VALID.items() if k != "INTERNAL_SIGNING_SECRET"}
-    result = run_gateway(env)
-    assert result.returncode == 2
-    assert (
-        result.stderr.strip() == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
-    )
+    line = _load_refusal(monkeypatch, capsys, env)
+    assert line == "gateway: invalid setting INTERNAL_SIGNING_SECRET: Field required"
 
 
 def test_gateway_and_bootstrap_urls_naming_different_databases_are_refused() -> None:

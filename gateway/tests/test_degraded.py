@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway.tests.conftest import StartGateway
-from gateway.tests.factories import bearer, create_tenant
+from gateway.tests.factories import bearer, create_tenant, settled_tenant
 from kit.servers import PgServer, RedisServer
 from kit.testing import new_database
 
@@ -19,7 +19,9 @@ def test_redis_down_keeps_serving_reports_degraded_and_recovers(
     start_gateway: StartGateway, own_redis: RedisServer, echo_admin: httpx.Client
 ) -> None:
     gateway = start_gateway({"REDIS_URL": own_redis.url})
-    known, fresh = create_tenant(echo_admin), create_tenant(echo_admin, rate_limit_per_second=1)
+    # Settled: the creates' repeated invalidation must not drop the entry warmed below.
+    known = create_tenant(echo_admin)
+    fresh = settled_tenant(echo_admin, rate_limit_per_second=1)
     url = f"{gateway.url}/users"
     assert httpx.get(url, headers=bearer(known["api_key"])).status_code == 200
     own_redis.kill()
@@ -66,7 +68,9 @@ def test_postgres_down_serves_cached_tenants_and_answers_503_fast_for_others(
         }
     )
     with httpx.Client(base_url=gateway.url, headers=bearer(gateway.env["ADMIN_TOKEN"])) as admin:
-        cached, other = create_tenant(admin), create_tenant(admin)
+        # Settled: the creates' repeated invalidation (0.5 s later) would drop the entry
+        # warmed below, and only the gateway's memory can answer once both servers are gone.
+        cached, other = create_tenant(admin), settled_tenant(admin)
     url = f"{gateway.url}/users"
     assert httpx.get(url, headers=bearer(cached["api_key"])).status_code == 200
     # Redis too, so that only the gateway's own memory can answer.

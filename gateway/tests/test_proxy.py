@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -231,3 +234,41 @@ def test_hanging_upstream_is_504_not_a_hang(
     )
     response = httpx.get(f"{gateway.url}/users", headers=key_headers(tenant), timeout=10)
     assert response.status_code == 504
+
+
+@pytest.fixture
+def garbage_upstream() -> Iterator[str]:
+    """The URL of an upstream that reads a request and answers with something not HTTP."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(b"this is not HTTP at all\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_an_upstream_answering_garbage_is_502(
+    start_gateway: StartGateway, tenant: dict[str, object], garbage_upstream: str
+) -> None:
+    gateway = start_gateway({"GATEWAY_ROUTES": f"/users={garbage_upstream}"}, ready_path="/healthz")
+    started = time.monotonic()
+    response = httpx.get(f"{gateway.url}/users", headers=key_headers(tenant), timeout=10)
+    assert response.status_code == 502
+    assert response.json() == {"detail": "bad response from upstream"}
+    assert time.monotonic() - started < 5

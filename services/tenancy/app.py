@@ -16,12 +16,16 @@ from sqlalchemy.engine import URL
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.tenancy import health
+from services.tenancy.allow import install_method_not_allowed
 from services.tenancy.audit import UnsafeDatabase, require_isolation
+from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
+from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.logs import configure_logging
 from services.tenancy.observe import observe
-from services.tenancy.runtime import Tenancy, create_tenant_engine
+from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
 EXIT_NO_DATABASE = 4
@@ -72,8 +76,23 @@ def create_tenant_app(
             instrument_engine(engine, tracer_provider)
         try:
             await run_in_threadpool(require_isolation, engine)
+            choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
+            log.info("tenant setting: %s", choice.describe())
+            shares = TenantShares.of_pool(
+                capacity=POOL_CAPACITY,
+                percent=settings.TENANT_POOL_SHARE_PERCENT,
+                wait_seconds=settings.TENANT_POOL_WAIT_SECONDS,
+                enabled=settings.TENANT_FAIRNESS == "on",
+            )
             yield {
-                "tenancy": Tenancy(engine=engine, signing_secret=settings.signing_secret, log=log)
+                "tenancy": Tenancy(
+                    engine=engine,
+                    signing_secret=settings.signing_secret,
+                    log=log,
+                    tenant_setting=choice,
+                    shares=shares,
+                    statement_timeout_ms=settings.TENANT_STATEMENT_TIMEOUT_MS,
+                )
             }
         finally:
             engine.dispose()
@@ -89,12 +108,16 @@ def create_tenant_app(
     # matched. The lifespan reads tracer_provider when it runs, after this assignment.
     tracer_provider = observe(app, service=name, otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
     app.add_middleware(TrailingSlashInsensitive)
+    # Outermost: the body is complete before routing, so no dependency's query waits on it.
+    app.add_middleware(ReadBodyFirst)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
     for error in error_map:
         app.add_exception_handler(error, domain_error)
     install_database_error_handlers(app)
+    install_share_error_handler(app)
+    install_method_not_allowed(app)
     return app
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, text
 
+from services.tenancy.citus_audit import find_citus_problems
+
 # Every relation with a tenant_id column that the role can touch, with what protects it.
 # Views and materialized views count: they bypass the base table's RLS unless the view
 # runs with the caller's rights (security_invoker), and a materialized view cannot have RLS.
@@ -20,6 +22,20 @@ _TENANT_RELATIONS = text(
                      SELECT 1 FROM unnest(p.polroles) AS r(oid)
                      WHERE pg_has_role(current_user, r.oid, 'MEMBER')))
            ) AS has_policy,
+           ARRAY(
+               -- Permissive policies are ORed: one that does not read app.tenant_id
+               -- (USING (true), say) opens the table whatever the others check.
+               SELECT p.polname::text FROM pg_policy p
+               WHERE p.polrelid = c.oid AND p.polpermissive
+                 AND (p.polroles = '{0}' OR EXISTS (
+                     SELECT 1 FROM unnest(p.polroles) AS r(oid)
+                     WHERE pg_has_role(current_user, r.oid, 'MEMBER')))
+                 AND NOT ((p.polqual IS NULL
+                           OR pg_get_expr(p.polqual, p.polrelid) LIKE '%app.tenant_id%')
+                          AND (p.polwithcheck IS NULL
+                           OR pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%app.tenant_id%'))
+               ORDER BY 1
+           ) AS loose_policies,
            pg_has_role(current_user, c.relowner, 'MEMBER') AS owned,
            coalesce('security_invoker=true' = ANY (c.reloptions)
                     OR 'security_invoker=on' = ANY (c.reloptions), false) AS invoker
@@ -148,6 +164,7 @@ def find_isolation_problems(engine: Engine) -> list[str]:
             if settings.get(name, "0") in ("0", ""):
                 problems.append(f"role {user} has no {name} of its own (ALTER ROLE ... SET)")
         problems.extend(_ownership_problems(conn, user))
+        problems.extend(find_citus_problems(conn, user))
     return problems
 
 
@@ -171,6 +188,8 @@ def _relation_problems(row: object, user: str) -> list[str]:
         problems.append(f"tenant table {name} does not have row-level security forced")
     if not r["has_policy"]:
         problems.append(f"tenant table {name} has no row-level security policy for {user}")
+    for policy in r["loose_policies"]:
+        problems.append(f"tenant table {name} has policy {policy} that does not read app.tenant_id")
     return problems
 
 

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from services.tenancy.runtime import Tenancy
+from services.tenancy.settings import MAX_STATEMENT_TIMEOUT_MS
 from services.tenancy.signing import SignatureError, TenantContext, request_target, verify_headers
 
 
@@ -44,6 +45,18 @@ async def signed_context(request: Request) -> TenantContext:
 
 TenantDep = Annotated[TenantContext, Depends(signed_context)]
 
+# The signed field that carries a tenant's own statement timeout (the tenants row's
+# statement_timeout_ms); absent, the service's TENANT_STATEMENT_TIMEOUT_MS applies.
+STATEMENT_TIMEOUT_FIELD = "statement_timeout_ms"
+
+
+def tenant_statement_timeout(context: TenantContext) -> int | None:
+    """The tenant's own statement timeout in ms when the gateway signed a valid one."""
+    raw = context.extra.get(STATEMENT_TIMEOUT_FIELD, "")
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_STATEMENT_TIMEOUT_MS:
+        return int(raw)
+    return None
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,26 +87,32 @@ def _end(session: Session, *, commit: bool) -> None:
 
 async def tenant_session(request: Request, context: TenantDep) -> AsyncIterator[Session]:
     """One transaction per request, as the signed tenant; committed before the response."""
-    # Opening a session does no I/O (it begins on its first query), so only its end, the
-    # COMMIT round trip, goes to a worker thread: one thread hop instead of two. The end
-    # runs shielded and outside the thread limiter, as FastAPI's own sync generators do: a
-    # cancelled request still gives its connection back, and never waits for a free thread.
-    session = tenancy(request).session(context.tenant_id)
-    try:
-        yield session
-        if not session.in_transaction():
-            session.close()  # nothing to send: `read_and_commit` ended the transaction
-            return
-    except BaseException:
+    runtime = tenancy(request)
+    # The tenant's share of the pool (fairshare.py) is held while its session is open;
+    # waiting for it is a coroutine, never a worker thread.
+    async with runtime.shares.slot(context.tenant_id):
+        # Opening a session does no I/O (it begins on its first query), so only its end, the
+        # COMMIT round trip, goes to a worker thread: one thread hop instead of two. The end
+        # runs shielded and outside the thread limiter, as FastAPI's own sync generators do:
+        # a cancelled request still gives its connection back, never waiting for a thread.
+        session = runtime.session(
+            context.tenant_id, statement_timeout_ms=tenant_statement_timeout(context)
+        )
+        try:
+            yield session
+            if not session.in_transaction():
+                session.close()  # nothing to send: `read_and_commit` ended the transaction
+                return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    lambda: _end(session, commit=False), limiter=anyio.CapacityLimiter(1)
+                )
+            raise
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
-                lambda: _end(session, commit=False), limiter=anyio.CapacityLimiter(1)
+                lambda: _end(session, commit=True), limiter=anyio.CapacityLimiter(1)
             )
-        raise
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(
-            lambda: _end(session, commit=True), limiter=anyio.CapacityLimiter(1)
-        )
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit is the

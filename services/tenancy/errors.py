@@ -11,9 +11,17 @@ from sqlalchemy import exc as sa_exc
 log = logging.getLogger("tenancy")
 
 DATABASE_UNAVAILABLE = "database unavailable"
+STATEMENT_TIMEOUT = "query cancelled: it ran longer than this tenant's statement timeout"
+# SQLSTATE query_canceled: statement_timeout fired (the tenant's own or the role's).
+_QUERY_CANCELED = "57014"
 
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+    if getattr(getattr(error, "orig", None), "pgcode", None) == _QUERY_CANCELED:
+        # Still the 503 of SPEC §5 (a query stuck behind a lock ends here too), but saying
+        # why, and without Retry-After: the same request would be cancelled again.
+        log.info("statement timeout: %s", str(error).splitlines()[0] if str(error) else error)
+        return JSONResponse({"detail": STATEMENT_TIMEOUT}, status_code=503)
     log.warning("database unavailable: %s", str(error).splitlines()[0] if str(error) else error)
     return JSONResponse(
         {"detail": DATABASE_UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"}

@@ -21,8 +21,11 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "PostgreSQL unreachable"}})
 async def readyz(request: Request) -> JSONResponse:
     """200 when PostgreSQL answers the service's role; 503 naming what is missing otherwise."""
-    if await run_in_threadpool(database_ready, tenancy(request).engine):
-        return JSONResponse({"status": "ready"})
+    runtime = tenancy(request)
+    if await run_in_threadpool(database_ready, runtime.engine):
+        return JSONResponse(
+            {"status": "ready", "tenant_setting": runtime.tenant_setting.as_details()}
+        )
     return JSONResponse(
         {"detail": "postgresql unreachable", "missing": ["postgresql"]}, status_code=503
     )

@@ -9,7 +9,14 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
-from services.tenancy.session import TenantSession, install_engine_hooks, open_tenant_session
+from services.tenancy.fairshare import TenantShares
+from services.tenancy.session import (
+    SeparateSettingTenantSession,
+    TenantSession,
+    install_engine_hooks,
+    open_tenant_session,
+)
+from services.tenancy.tenant_setting import TenantSettingChoice
 
 # A dead or unreachable PostgreSQL must cost a request seconds, not minutes: the gateway
 # promises an answer within 5 s, so each wait below stays well under that.
@@ -21,6 +28,8 @@ STATEMENT_TIMEOUT_MS = 4000
 # PostgreSQL connection (a backend fork and SCRAM): a quarter of the service's time in the
 # issue 10 profile. Requests beyond 20 wait up to POOL_TIMEOUT_SECONDS for one, then 503.
 POOL_SIZE = 20
+# The most connections one service process opens; each tenant's share is a part of it.
+POOL_CAPACITY = POOL_SIZE
 
 
 def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
@@ -61,7 +70,25 @@ class Tenancy:
     engine: Engine
     signing_secret: str
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tenancy"))
+    # Fused unless the start-up choice (TENANT_SETTING, Citus detection) said otherwise.
+    tenant_setting: TenantSettingChoice = field(
+        default_factory=lambda: TenantSettingChoice(mode="fused", citus=False, form="fused")
+    )
+    # Off unless the app factory sets it from the settings (TENANT_FAIRNESS).
+    shares: TenantShares = field(default_factory=lambda: TenantShares(limit=None, wait_seconds=0.0))
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
 
-    def session(self, tenant_id: int) -> TenantSession:
-        """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL."""
-        return open_tenant_session(self.engine, tenant_id=tenant_id)
+    def session(
+        self, tenant_id: int, *, statement_timeout_ms: int | None = None
+    ) -> TenantSession | SeparateSettingTenantSession:
+        """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL.
+
+        Its statements are cancelled after `statement_timeout_ms` (the tenant's own limit),
+        else after the service's default.
+        """
+        return open_tenant_session(
+            self.engine,
+            tenant_id=tenant_id,
+            separate=self.tenant_setting.form == "separate",
+            statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
+        )

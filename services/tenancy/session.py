@@ -3,7 +3,8 @@
 1. PostgreSQL: each transaction starts with `SET LOCAL app.tenant_id = '<id>'`, which the RLS
    policies read. It is prepended to the transaction's first statement, so setting the tenant
    costs no extra round trip, and it ends with the transaction, so a pooled connection never
-   carries one request's tenant into the next.
+   carries one request's tenant into the next. The tenant's `statement_timeout` travels in
+   the same message, so one tenant's slow query is cancelled at its own limit.
 2. The ORM: every select, update and delete of a `TenantScoped` model gets the criterion
    `tenant_id = <id>`, and new rows get the tenant's id, so forgetting a filter is harmless.
 """
@@ -19,6 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from services.tenancy.models import TenantScoped
 
 TENANT_KEY = "tenant_id"
+STATEMENT_TIMEOUT_KEY = "statement_timeout_ms"
 # On the pooled connection's info: the tenant to set before the transaction's first statement.
 _PENDING_KEY = "tenancy.pending_tenant"
 
@@ -27,10 +29,13 @@ class CrossTenantWrite(Exception):
     """A row of another tenant was about to be written through a tenant session."""
 
 
-def tenant_setting_sql(tenant_id: int) -> str:
-    """The statement that sets the tenant for the current transaction only."""
-    # int() again: the value is spliced into SQL text (SET takes no bind parameters).
-    return f"SET LOCAL app.tenant_id = '{int(tenant_id)}'"
+def tenant_setting_sql(tenant_id: int, *, statement_timeout_ms: int | None = None) -> str:
+    """The statement(s) that set the tenant (and its statement timeout) for this transaction."""
+    # int() again: the values are spliced into SQL text (SET takes no bind parameters).
+    setting = f"SET LOCAL app.tenant_id = '{int(tenant_id)}'"
+    if statement_timeout_ms is None:
+        return setting
+    return f"{setting}; SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
 
 
 def _session_tenant(session: Session) -> int:
@@ -41,11 +46,16 @@ def _session_tenant(session: Session) -> int:
     return tenant_id
 
 
+def _session_setting_sql(session: Session) -> str:
+    timeout = session.info.get(STATEMENT_TIMEOUT_KEY)
+    return tenant_setting_sql(_session_tenant(session), statement_timeout_ms=timeout)
+
+
 # --- wall 1: PostgreSQL sees the tenant -------------------------------------------------
 
 
 def _schedule_tenant_setting(session: Session, _transaction: Any, connection: Connection) -> None:
-    connection.info[_PENDING_KEY] = _session_tenant(session)
+    connection.info[_PENDING_KEY] = _session_setting_sql(session)
 
 
 def _prepend_tenant_setting(
@@ -56,10 +66,9 @@ def _prepend_tenant_setting(
     _context: Any,
     executemany: bool,
 ) -> tuple[str, Any]:
-    tenant_id = conn.info.pop(_PENDING_KEY, None)
-    if tenant_id is None:
+    setting = conn.info.pop(_PENDING_KEY, None)
+    if setting is None:
         return statement, parameters
-    setting = tenant_setting_sql(tenant_id)
     if executemany:
         # executemany repeats its statement per row; set the tenant once, on its own.
         cursor.execute(setting)
@@ -99,11 +108,11 @@ def install_tenant_setting(session_cls: type[Session]) -> None:
 def _set_tenant_in_own_round_trip(
     session: Session, _transaction: Any, connection: Connection
 ) -> None:
-    connection.exec_driver_sql(tenant_setting_sql(_session_tenant(session)))
+    connection.exec_driver_sql(_session_setting_sql(session))
 
 
 def install_tenant_setting_separately(session_cls: type[Session]) -> None:
-    """The naive form: a separate `SET LOCAL` round trip per transaction (for benchmarks)."""
+    """A `SET LOCAL` round trip of its own per transaction: the form Citus needs."""
     event.listen(session_cls, "after_begin", _set_tenant_in_own_round_trip)
 
 
@@ -147,13 +156,37 @@ class TenantSession(Session):
     """A session bound to one tenant (in `info["tenant_id"]`), behind both walls."""
 
 
+class SeparateSettingTenantSession(Session):
+    """The same walls; the tenant is set in its own round trip (Citus, `TENANT_SETTING`)."""
+
+
+# Siblings, not parent and child: a subclass would inherit the fused form's listener too.
 install_tenant_setting(TenantSession)
 install_orm_wall(TenantSession)
+install_tenant_setting_separately(SeparateSettingTenantSession)
+install_orm_wall(SeparateSettingTenantSession)
 
 
-def open_tenant_session(engine: Engine, *, tenant_id: int) -> TenantSession:
-    """A `TenantSession` for `tenant_id` on an engine prepared by `install_engine_hooks`."""
-    session = TenantSession(bind=engine, expire_on_commit=False)
+def open_tenant_session(
+    engine: Engine,
+    *,
+    tenant_id: int,
+    separate: bool = False,
+    statement_timeout_ms: int | None = None,
+) -> TenantSession | SeparateSettingTenantSession:
+    """A tenant session for `tenant_id` on an engine prepared by `install_engine_hooks`.
+
+    With `statement_timeout_ms`, each of its transactions runs under that statement timeout.
+    """
+    session: TenantSession | SeparateSettingTenantSession
+    if separate:
+        session = SeparateSettingTenantSession(bind=engine, expire_on_commit=False)
+    else:
+        session = TenantSession(bind=engine, expire_on_commit=False)
     session.info[TENANT_KEY] = tenant_id
+    if statement_timeout_ms is not None:
+        if isinstance(statement_timeout_ms, bool) or int(statement_timeout_ms) < 1:
+            raise ValueError("statement_timeout_ms must be a positive number of milliseconds")
+        session.info[STATEMENT_TIMEOUT_KEY] = int(statement_timeout_ms)
     _session_tenant(session)
     return session

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import ClassVar, NoReturn, Self
+from typing import ClassVar, Literal, NoReturn, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,8 +12,11 @@ from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
 from services.tenancy.logs import LogFormat
+from services.tenancy.tenant_setting import TenantSettingMode
 
 EXIT_BAD_SETTING = 2
+# The longest statement timeout a service accepts, as its setting or a tenant's own (10 min).
+MAX_STATEMENT_TIMEOUT_MS = 600_000
 
 
 class TenantServiceSettings(BaseSettings):
@@ -29,6 +32,15 @@ class TenantServiceSettings(BaseSettings):
     LOG_FORMAT: LogFormat = "json"
     # Spans are exported only when this is set (OTLP over HTTP, e.g. http://collector:4318).
     OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+    # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
+    TENANT_SETTING: TenantSettingMode = "auto"
+    # Fairness (docs/fairness.md): `off` lifts the per-tenant share of the pool, for the
+    # load test's comparison. The gateway reads the same variable for its own policies.
+    TENANT_FAIRNESS: Literal["on", "off"] = "on"
+    TENANT_POOL_SHARE_PERCENT: int = Field(default=25, ge=1, le=100)
+    TENANT_POOL_WAIT_SECONDS: float = Field(default=1.0, ge=0, le=3)
+    # A tenant's statements are cancelled after this, unless the gateway signs its own value.
+    TENANT_STATEMENT_TIMEOUT_MS: int = Field(default=4000, ge=1, le=MAX_STATEMENT_TIMEOUT_MS)
 
     @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")
     @classmethod

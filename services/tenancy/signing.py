@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 TENANT_HEADER = "x-tenant-id"
 REQUEST_ID_HEADER = "x-request-id"
@@ -30,6 +30,8 @@ class SignatureError(Exception):
 class TenantContext:
     tenant_id: int
     request_id: str
+    # Optional signed fields (e.g. statement_timeout_ms, placement): already verified.
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def request_target(raw_path: bytes | str, query_string: bytes | str = b"") -> str:

@@ -26,8 +26,8 @@ def valid_user_id(session: SessionDep, user_id: Annotated[int, Path(ge=1, le=MAX
 
 
 async def _body(request: Request, model: type[Body]) -> Body:
-    # The body is read only here, after the signature check this depends on: an unsigned
-    # request is refused before its body is even parsed.
+    # Parsed only here, after the signature check this depends on: an unsigned request is
+    # refused before its body is parsed. (tenancy.body has already received it whole.)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
     if content_type in _FORM_TYPES:

@@ -84,7 +84,7 @@ async def list_users(
     openapi_extra=_body_doc(UserCreate),
     summary="Create a user (JSON or form fields)",
 )
-def create_user(session: SessionDep, data: UserCreateDep) -> UserOut:
+def create_user(data: UserCreateDep, session: SessionDep) -> UserOut:
     return UserOut.model_validate(service.create_user(session, data=data))
 
 
@@ -105,7 +105,9 @@ async def get_user(session: SessionDep, user_id: Annotated[int, Path(ge=1, le=MA
     openapi_extra=_body_doc(UserUpdate),
     summary="Change a user's name or email",
 )
-def update_user(session: SessionDep, user: UserDep, changes: UserUpdateDep) -> UserOut:
+def update_user(changes: UserUpdateDep, session: SessionDep, user: UserDep) -> UserOut:
+    # The body is validated first (dependencies resolve in this order): an invalid body
+    # is refused before the user lookup opens a transaction.
     return UserOut.model_validate(service.update_user(session, user, changes=changes))
 
 

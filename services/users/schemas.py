@@ -5,17 +5,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 # PostgreSQL text cannot hold NUL; refusing it here keeps it a 422 rather than a 500.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+
+
+def _email(value: str) -> str:
+    """A well-formed address, normalised; reserved example names (RFC 2606) included."""
+    # Syntax only, no DNS. `acme.test`, `x.example`, `example.com` are what examples and
+    # tests use, so they are accepted (test_environment admits `.test`); names that can
+    # never be a mailbox (`.invalid`, `.localhost`, `.local`, `.onion`) stay refused.
+    try:
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from exc
+
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    email: EmailStr | None = None
+    email: Email | None = None
 
 
 class UserUpdate(BaseModel):
@@ -24,7 +46,7 @@ class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    email: EmailStr | None = None
+    email: Email | None = None
 
     @field_validator("name")
     @classmethod

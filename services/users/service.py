@@ -6,13 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.tenancy.constraints import domain_error_for
 from services.users.models import User
 from services.users.schemas import UserCreate, UserUpdate
-
-_EMAIL_CONSTRAINT = "users_tenant_email_key"
-# A tenant deleted after the gateway vouched for it: the id trigger's counter insert hits
-# its foreign key first, the row's own would otherwise.
-_TENANT_CONSTRAINTS = frozenset({"users_tenant_id_fkey", "tenant_row_ids_tenant_id_fkey"})
 
 
 class UserNotFound(Exception):
@@ -25,6 +21,16 @@ class DuplicateEmail(Exception):
 
 class TenantGone(Exception):
     """The tenant was deleted while its request was on the way."""
+
+
+# By the names the schema gives them (on Citus, a shard's copy carries a suffix: matched too).
+# A tenant deleted after the gateway vouched for it: the id trigger's counter insert hits
+# its foreign key first, the row's own would otherwise.
+CONSTRAINT_ERRORS: dict[str, type[Exception]] = {
+    "users_tenant_email_key": DuplicateEmail,
+    "users_tenant_id_fkey": TenantGone,
+    "tenant_row_ids_tenant_id_fkey": TenantGone,
+}
 
 
 def list_users(session: Session, *, after: int | None, limit: int) -> tuple[list[User], bool]:
@@ -71,9 +77,7 @@ def _flush(session: Session) -> None:
     try:
         session.flush()
     except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if constraint == _EMAIL_CONSTRAINT:
-            raise DuplicateEmail from None
-        if constraint in _TENANT_CONSTRAINTS:
-            raise TenantGone from None
-        raise
+        domain_error = domain_error_for(exc, CONSTRAINT_ERRORS)
+        if domain_error is None:
+            raise
+        raise domain_error from None

@@ -50,6 +50,8 @@ def write_env_file(path: Path) -> None:
         "ADMIN_TOKEN": secrets.token_hex(32),
         "INTERNAL_SIGNING_SECRET": secrets.token_hex(32),
         "JWT_SECRET": secrets.token_hex(32),
+        "REDIS_GATEWAY_PASSWORD": secrets.token_hex(24),
+        "REDIS_SERVICES_PASSWORD": secrets.token_hex(24),
         "GATEWAY_PUBLISHED_PORT": str(free_port()),
         "SCALE_PUBLISHED_PORT": str(free_port()),
         # A pool smaller than the clients the replicas open: the leak test needs contention.

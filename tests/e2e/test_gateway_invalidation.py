@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from gateway.tests.factories import bearer, create_tenant, wait_for
+from gateway.tests.factories import bearer, settled_tenant, wait_for
 from kit.procs import ServiceProcess
 
 # The SPEC's bound for suspension, reactivation, deletion and key revocation.
@@ -38,7 +38,7 @@ def warm(replicas: list[str], key: str) -> None:
 def test_revoked_key_is_refused_within_one_second_on_every_gateway(
     replicas: list[str], admin: httpx.Client
 ) -> None:
-    tenant = create_tenant(admin)
+    tenant = settled_tenant(admin)
     spare = admin.post(f"/admin/tenants/{tenant['id']}/api-keys").json()
     warm(replicas, tenant["api_key"])
     assert (
@@ -54,7 +54,7 @@ def test_revoked_key_is_refused_within_one_second_on_every_gateway(
 def test_suspension_and_reactivation_apply_within_one_second_on_every_gateway(
     replicas: list[str], admin: httpx.Client
 ) -> None:
-    tenant = create_tenant(admin)
+    tenant = settled_tenant(admin)
     warm(replicas, tenant["api_key"])
     admin.patch(f"/admin/tenants/{tenant['id']}", json={"status": "suspended"}).raise_for_status()
     assert (
@@ -71,7 +71,7 @@ def test_suspension_and_reactivation_apply_within_one_second_on_every_gateway(
 def test_deleted_tenant_is_refused_within_one_second_on_every_gateway(
     replicas: list[str], admin: httpx.Client
 ) -> None:
-    tenant = create_tenant(admin)
+    tenant = settled_tenant(admin)
     warm(replicas, tenant["api_key"])
     assert admin.delete(f"/admin/tenants/{tenant['id']}").status_code == 204
     # Its key died with it: a key of a deleted tenant is an unknown key.
@@ -84,7 +84,7 @@ def test_deleted_tenant_is_refused_within_one_second_on_every_gateway(
 def test_rate_limit_change_applies_on_every_gateway(
     replicas: list[str], admin: httpx.Client
 ) -> None:
-    tenant = create_tenant(admin)
+    tenant = settled_tenant(admin)
     warm(replicas, tenant["api_key"])
     admin.patch(
         f"/admin/tenants/{tenant['id']}", json={"rate_limit_per_second": 1}

@@ -145,6 +145,59 @@ def test_invalid_user_is_422_through_the_gateway(
     assert response.status_code == 422 and response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "email", ["alice@acme.test", "bob@x.example", "carol@example.com", "dave@mail.acme.io"]
+)
+def test_example_addresses_the_docs_use_are_accepted(
+    tenant_client: Callable[[], tuple[int, httpx.Client]], email: str
+) -> None:
+    _, client = tenant_client()
+    created = client.post("/users", json={"name": "Alice", "email": email})
+    assert created.status_code == 201, created.text
+    assert created.json()["email"] == email
+
+
+@pytest.mark.parametrize(
+    "email", ["not-an-email", "a@b@c.test", "x@host.invalid", "x@localhost", "x@printer.local"]
+)
+def test_addresses_that_can_never_be_a_mailbox_are_422(
+    tenant_client: Callable[[], tuple[int, httpx.Client]], email: str
+) -> None:
+    _, client = tenant_client()
+    refused = client.post("/users", json={"name": "X", "email": email})
+    assert refused.status_code == 422, refused.text
+    assert "email" in str(refused.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/users", "GET, POST"),
+        ("PUT", "/users/", "GET, POST"),
+        ("OPTIONS", "/users/1", "GET, PATCH, DELETE"),
+        ("POST", "/users/1", "GET, PATCH, DELETE"),
+    ],
+)
+def test_a_405_lists_every_method_the_resource_serves(
+    tenant_client: Callable[[], tuple[int, httpx.Client]], method: str, path: str, allow: str
+) -> None:
+    _, client = tenant_client()
+    response = client.request(method, path)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allow
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_an_unknown_method_on_the_gateways_own_paths_is_405_not_a_tenant_route(
+    gateway: Any, method: str, path: str
+) -> None:
+    response = httpx.request(method, f"{gateway.url}{path}", timeout=10)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == "GET"
+
+
 def test_deleting_a_tenant_removes_its_users_and_nobody_elses(
     tenant_client: Callable[[], tuple[int, httpx.Client]], admin: httpx.Client, database: Database
 ) -> None:

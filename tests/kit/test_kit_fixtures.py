@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -9,10 +10,8 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
-import redis
 
-from kit.procs import ProcessError, start_service
-from kit.servers import RedisServer
+from kit.procs import ProcessError, child_env, start_service
 from kit.testing import Database
 
 STUB = [sys.executable, str(Path(__file__).with_name("stub_service.py"))]
@@ -75,14 +74,35 @@ def test_database_is_migrated_and_its_app_url_is_the_restricted_role(database: D
         conn.close()
 
 
-def test_a_test_may_stop_the_session_redis(redis_server: RedisServer):
+INNER_SESSION = """
+import redis
+
+
+def test_a_test_may_stop_the_session_redis(redis_server):
     redis_server.stop()
     assert not redis_server.running()
 
 
-def test_the_next_test_finds_the_session_redis_back_on_its_port(redis_server: RedisServer):
+def test_the_next_test_finds_the_session_redis_back_on_its_port(redis_server):
     client = redis.Redis.from_url(redis_server.url, socket_connect_timeout=1)
     try:
         assert client.ping()
     finally:
         client.close()
+"""
+
+
+def test_a_test_that_stops_the_session_redis_leaves_it_back_for_the_next_one(tmp_path: Path):
+    # A session of its own, so the two tests always run in this order, one right after the other.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_inner.py").write_text(INNER_SESSION)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "kit.testing", "-p", "no:cacheprovider", "-q"],
+        cwd=tmp_path,
+        env=child_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

@@ -18,6 +18,7 @@ from kit.testing import Database, new_database
 from services.tenancy.audit import find_isolation_problems
 from services.tenancy.dburl import derive_role_url, plain
 from services.tenancy.runtime import create_tenant_engine
+from services.users.config import Settings
 
 SECRET = "startup-tests-secret-0123456789"
 EXIT_BAD_SETTING = 2
@@ -42,28 +43,46 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def test_a_malformed_setting_stops_the_process_with_exit_2_and_one_line() -> None:
+    # The wiring, once, in a real process; the other cases go through the same function
+    # (Settings.load -> stop_on_bad_setting) in-process below.
+    result = _start(
+        {
+            "APP_DATABASE_URL": "postgresql://tenantkit_app:x@127.0.0.1:1/db",
+            "INTERNAL_SIGNING_SECRET": SECRET,
+            "USERS_PORT": "eighty",
+        }
+    )
+    assert result.returncode == EXIT_BAD_SETTING
+    assert _one_line(result).startswith("users-service: invalid setting USERS_PORT: ")
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
-        ({"USERS_PORT": "eighty"}, "USERS_PORT"),
         ({"USERS_PORT": "70000"}, "USERS_PORT"),
         ({"INTERNAL_SIGNING_SECRET": None}, "INTERNAL_SIGNING_SECRET"),
         ({"INTERNAL_SIGNING_SECRET": "short"}, "INTERNAL_SIGNING_SECRET"),
         ({"APP_DATABASE_URL": "mysql://u@h/db"}, "APP_DATABASE_URL"),
         ({"APP_DATABASE_URL": None, "DATABASE_URL": None}, "APP_DATABASE_URL"),
+        ({"TENANT_SETTING": "sometimes"}, "TENANT_SETTING"),
     ],
 )
 def test_malformed_setting_stops_the_process_with_one_line_naming_it(
-    env: dict[str, str | None], variable: str
+    env: dict[str, str | None], variable: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base: dict[str, str | None] = {
         "APP_DATABASE_URL": "postgresql://tenantkit_app:x@127.0.0.1:1/db",
         "INTERNAL_SIGNING_SECRET": SECRET,
         "USERS_PORT": "8001",
     }
-    result = _start({**base, **env})
-    assert result.returncode == EXIT_BAD_SETTING
-    assert _one_line(result).startswith(f"users-service: invalid setting {variable}: ")
+    given = {k: v for k, v in {**base, **env}.items() if v is not None}
+    with pytest.raises(SystemExit) as stopped:
+        Settings.load(given)
+    assert stopped.value.code == EXIT_BAD_SETTING
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"users-service: invalid setting {variable}: ")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +98,7 @@ def audit_owner(audit_db: Database) -> Iterator[psycopg2.extensions.connection]:
     yield conn
     with conn.cursor() as cur:
         cur.execute("DROP VIEW IF EXISTS user_names")
+        cur.execute("DROP MATERIALIZED VIEW IF EXISTS user_counts")
         cur.execute("DROP TABLE IF EXISTS notes")
         cur.execute("DROP FUNCTION IF EXISTS public.leaky()")
         cur.execute("REVOKE TEMPORARY ON DATABASE users_audit FROM tenantkit_app")
@@ -237,3 +257,54 @@ def test_refuses_to_run_as_the_owner_or_a_member_of_it(
     _run(audit_owner, "GRANT tenantkit_owner TO tk_audit_owner_member")
     line = _refusal(audit_db, _as_role(audit_db, "tk_audit_owner_member"))
     assert "role tk_audit_owner_member owns tenant table public." in line
+
+
+def _problems(audit_db: Database) -> list[str]:
+    engine = create_tenant_engine(audit_db.app_url, application_name="users-tests")
+    try:
+        return find_isolation_problems(engine)
+    finally:
+        engine.dispose()
+
+
+def test_refuses_a_materialized_view_of_tenant_rows(audit_db: Database, audit_owner: Any) -> None:
+    _run(
+        audit_owner,
+        "CREATE MATERIALIZED VIEW user_counts AS "
+        "SELECT tenant_id, count(*) AS n FROM users GROUP BY tenant_id",
+        "GRANT SELECT ON user_counts TO tenantkit_app",
+    )
+    assert _problems(audit_db) == [
+        "materialized view public.user_counts exposes tenant_id (RLS cannot protect it)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "CREATE POLICY see_all ON notes USING (true)",
+        "CREATE POLICY see_all ON notes FOR SELECT USING (tenant_id IS NOT NULL)",
+        "CREATE POLICY see_all ON notes FOR INSERT WITH CHECK (true)",
+    ],
+)
+def test_refuses_a_policy_that_does_not_read_the_tenant_setting(
+    audit_db: Database, audit_owner: Any, policy: str
+) -> None:
+    # Beside the right policy: permissive policies are ORed, so this one alone opens the table.
+    _run(audit_owner, *_SEALED_NOTES)
+    assert _problems(audit_db) == []
+    _run(audit_owner, policy)
+    assert _problems(audit_db) == [
+        "tenant table public.notes has policy see_all that does not read app.tenant_id"
+    ]
+
+
+def test_a_restrictive_policy_that_reads_no_tenant_narrows_and_is_accepted(
+    audit_db: Database, audit_owner: Any
+) -> None:
+    _run(
+        audit_owner,
+        *_SEALED_NOTES,
+        "CREATE POLICY no_empty ON notes AS RESTRICTIVE USING (body <> '')",
+    )
+    assert _problems(audit_db) == []

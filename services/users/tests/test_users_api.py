@@ -214,7 +214,7 @@ def test_openapi_documents_every_status(api: SignedClient) -> None:
 def test_health_endpoints_need_no_signature(api: SignedClient) -> None:
     assert api.client.get("/healthz").status_code == 200
     ready = api.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
 def test_signed_request_for_a_deleted_tenant_writes_nothing(

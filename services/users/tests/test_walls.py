@@ -8,7 +8,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import pytest
-from sqlalchemy import Engine, event, func, select, text, update
+from sqlalchemy import Engine, delete, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -202,6 +202,27 @@ def test_orm_alone_hides_other_tenants_when_rls_is_bypassed(
         ).all()
     assert sorted(n for t, n in names if t == b) == [f"user 0 of {b}", f"user 1 of {b}"]
     assert sorted(n for t, n in names if t == a) == ["new in a", "renamed by a", "renamed by a"]
+
+
+def test_orm_alone_confines_bulk_update_and_delete_when_rls_is_bypassed(
+    two_tenants: tuple[int, int], bypass_engine: Engine
+) -> None:
+    a, b = two_tenants
+    with open_tenant_session(bypass_engine, tenant_id=a) as session, session.begin():
+        # Aimed at B outright: the tenant criterion is ANDed in, so nothing matches.
+        aimed = session.execute(update(User).where(User.tenant_id == b).values(name="hijacked"))
+        assert aimed.rowcount == 0  # type: ignore[attr-defined]
+        gone = session.execute(delete(User).where(User.tenant_id == b))
+        assert gone.rowcount == 0  # type: ignore[attr-defined]
+        # Unqualified: only A's own rows.
+        everything = session.execute(delete(User))
+        assert everything.rowcount == 2  # type: ignore[attr-defined]
+    with bypass_engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT tenant_id, name FROM users WHERE tenant_id IN (:a, :b) ORDER BY id"),
+            {"a": a, "b": b},
+        ).all()
+    assert sorted(left) == [(b, f"user 0 of {b}"), (b, f"user 1 of {b}")]
 
 
 def test_orm_refuses_a_new_row_naming_another_tenant(
