@@ -96,17 +96,30 @@ def _add_answers(operation: dict[str, Any], answers: dict[str, str]) -> None:
             }
 
 
+def _is_admin(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
+
+
 def merge(
-    own: dict[str, Any], upstreams: dict[str, dict[str, Any]], routes: RouteTable
+    own: dict[str, Any],
+    upstreams: dict[str, dict[str, Any]],
+    routes: RouteTable,
+    *,
+    describe_admin: bool = True,
 ) -> dict[str, Any]:
-    """`own` plus, for each upstream URL, the paths of its document that route to it."""
+    """`own` plus, for each upstream URL, the paths of its document that route to it.
+
+    `describe_admin=False` leaves the admin API out: for a port that does not serve it.
+    """
     doc = copy.deepcopy(own)
+    if not describe_admin:
+        doc["paths"] = {p: item for p, item in doc.get("paths", {}).items() if not _is_admin(p)}
     paths: dict[str, Any] = doc.setdefault("paths", {})
     schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["GatewayError"] = _ERROR
     doc["components"]["securitySchemes"] = SECURITY_SCHEMES
     for path, item in paths.items():
-        if path == "/admin" or path.startswith("/admin/"):
+        if _is_admin(path):
             for operation in item.values():
                 operation["security"] = [{"adminToken": []}]
                 _add_answers(operation, ADMIN_ANSWERS)
@@ -137,16 +150,22 @@ class MergedOpenApi:
     """The merged document, with the upstreams' documents kept fresh in the background."""
 
     def __init__(
-        self, *, own: Callable[[], dict[str, Any]], routes: RouteTable, refresh_seconds: float
+        self,
+        *,
+        own: Callable[[], dict[str, Any]],
+        routes: RouteTable,
+        refresh_seconds: float,
+        describe_admin: bool = True,
     ) -> None:
         self._own = own
+        self.describe_admin = describe_admin
         self.routes = routes
         self.refresh_seconds = refresh_seconds
         self.upstreams: dict[str, dict[str, Any]] = {}
 
     def document(self) -> dict[str, Any]:
         """The merged document as of the last refresh."""
-        return merge(self._own(), self.upstreams, self.routes)
+        return merge(self._own(), self.upstreams, self.routes, describe_admin=self.describe_admin)
 
     async def refresh(self, session: aiohttp.ClientSession) -> bool:
         """Fetch every upstream's document once; True when all of them answered."""
