@@ -25,6 +25,7 @@ from bench.generator import generator_name
 from bench.http_load import BenchRequestFailed
 from bench.latency import AddedLatency, added_latency
 from bench.measure import Comparison
+from bench.observe_cost import compare_metrics_cost
 from bench.pgbench import PgbenchError, find_pgbench
 from bench.proxying import bench_tenant, compare_proxies
 from bench.settings import BenchSettings
@@ -62,6 +63,7 @@ def run(settings: BenchSettings, workdir: Path) -> tuple[list[Comparison], list[
         ):
             for item in compare_proxies(stack, tenant, scale=scale, workdir=workdir):
                 say(item)
+            say(compare_metrics_cost(stack, tenant, scale=scale))
             _say(f"   ({time.monotonic() - started:.0f} s)")
             _say("== Added latency: gateway vs direct, GET /users/{id}")
             started = time.monotonic()

@@ -22,6 +22,8 @@ class HttpStack:
     users_url: str
     admin_token: str
     signing_secret: str
+    # The same gateway and users service with METRICS_PER_TENANT=false (own stack only).
+    plain_gateway_url: str | None = None
 
 
 @contextmanager
@@ -62,31 +64,42 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
         redis = RedisServer(workdir / "redis")
         redis.start()
         stop.callback(redis.stop)
-        users = start_service(
-            "users",
-            env={
-                "APP_DATABASE_URL": plain(derive_app_url(url)),
-                "INTERNAL_SIGNING_SECRET": signing_secret,
-            },
-            log_dir=logs,
-        )
-        stop.callback(users.stop)
-        gateway = start_service(
-            "gateway",
-            env={
-                "DATABASE_URL": url,
-                "REDIS_URL": redis.url,
-                "USERS_URL": users.url,
-                "ADMIN_TOKEN": admin_token,
-                "INTERNAL_SIGNING_SECRET": signing_secret,
-                "GATEWAY_AUTH_MODES": "api_key",
-            },
-            log_dir=logs,
-        )
-        stop.callback(gateway.stop)
+
+        def pair(metrics: str) -> tuple[str, str]:
+            users = start_service(
+                "users",
+                env={
+                    "APP_DATABASE_URL": plain(derive_app_url(url)),
+                    "INTERNAL_SIGNING_SECRET": signing_secret,
+                    "METRICS_PER_TENANT": metrics,
+                    # Replay protection as deployed: one SET NX per request in Redis.
+                    "REDIS_URL": redis.services_url,
+                },
+                log_dir=logs,
+            )
+            stop.callback(users.stop)
+            gateway = start_service(
+                "gateway",
+                env={
+                    "DATABASE_URL": url,
+                    "REDIS_URL": redis.url,
+                    "USERS_URL": users.url,
+                    "ADMIN_TOKEN": admin_token,
+                    "INTERNAL_SIGNING_SECRET": signing_secret,
+                    "GATEWAY_AUTH_MODES": "api_key",
+                    "METRICS_PER_TENANT": metrics,
+                },
+                log_dir=logs,
+            )
+            stop.callback(gateway.stop)
+            return gateway.url, users.url
+
+        gateway_url, users_url = pair("true")
+        plain_gateway_url, _ = pair("false")
         yield HttpStack(
-            gateway_url=gateway.url,
-            users_url=users.url,
+            gateway_url=gateway_url,
+            users_url=users_url,
             admin_token=admin_token,
             signing_secret=signing_secret,
+            plain_gateway_url=plain_gateway_url,
         )

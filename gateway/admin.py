@@ -6,11 +6,12 @@ import hmac
 from collections.abc import Callable
 from typing import Annotated, ParamSpec, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import admin_writes, invalidation, store
+from gateway import admin_writes, invalidation, store, usage
+from gateway.breaker import RedisDown
 from gateway.errors import GatewayError, error_response
 from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
 from gateway.state import GatewayState, StateDep
@@ -181,3 +182,19 @@ async def revoke_key(tenant_id: TenantId, key_id: KeyId, state: StateDep) -> Res
         tenant_id=tenant_id,
     )
     return Response(status_code=204)
+
+
+@router.get("/tenants/{tenant_id}/usage")
+async def tenant_usage(
+    tenant_id: TenantId,
+    state: StateDep,
+    window_seconds: Annotated[
+        int, Query(ge=usage.BUCKET_SECONDS, le=usage.MAX_WINDOW_SECONDS)
+    ] = 3600,
+) -> dict[str, float | int | None]:
+    """Requests (exact), errors, p95, database seconds, rows and bytes over the window."""
+    await _call(store.get_tenant, state.engine, tenant_id)
+    try:
+        return await state.usage.read(tenant_id, window_seconds=window_seconds)
+    except RedisDown as exc:
+        raise GatewayError(503, "usage store (redis) unavailable") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import invalidation, store
+from gateway import invalidation, store, usage
 from gateway.config import CliSettings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.schemas import KeyCreated, TenantCreate, TenantOut, TenantPatch
@@ -76,12 +77,43 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
         tenant = store.update_tenant(engine, args.id, {"status": status})
         _publish(settings, *invalidation.plan(tenant_id=tenant.id))
         _print(TenantOut.of(tenant).model_dump(mode="json"))
+    elif args.action == "usage":
+        _usage(args, engine, settings)
     elif args.action == "delete":
         tenant, digests = store.delete_tenant(engine, args.id)
         _publish(
             settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug, key_digests=digests)
         )
         print(f"deleted tenant {tenant.id} ({tenant.name})")
+
+
+def _usage(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
+    store.get_tenant(engine, args.id)  # "no such tenant" rather than an answer of zeros
+    if not settings.REDIS_URL:
+        raise UsageUnavailable("REDIS_URL is not set: usage lives in Redis")
+    window = args.window_seconds
+    if not usage.BUCKET_SECONDS <= window <= usage.MAX_WINDOW_SECONDS:
+        raise UsageUnavailable(
+            f"--window-seconds must be {usage.BUCKET_SECONDS}..{usage.MAX_WINDOW_SECONDS}"
+        )
+    keys = usage.usage_keys(args.id, window_seconds=window, now=time.time())
+    client = Redis.from_url(
+        settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+    )
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            hashes = pipe.execute()
+    except RedisError as exc:
+        raise UsageUnavailable(f"could not reach Redis ({exc})") from exc
+    finally:
+        client.close()
+    _print(usage.summarise(hashes, window_seconds=window))
+
+
+class UsageUnavailable(Exception):
+    """The usage store cannot answer."""
 
 
 def _keys(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
@@ -117,7 +149,9 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m gateway.cli", description=__doc__)
     groups = top.add_subparsers(dest="group", required=True)
 
-    tenants = groups.add_parser("tenants", help="create, list, update, suspend, activate, delete")
+    tenants = groups.add_parser(
+        "tenants", help="create, list, update, suspend, activate, delete, usage"
+    )
     t = tenants.add_subparsers(dest="action", required=True)
     create = t.add_parser("create", help="create a tenant and print its first API key")
     create.add_argument("name")
@@ -132,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
         update.add_argument(flag, dest=field, type=_limit, default=_UNSET, help=text)
     for action in ("suspend", "activate", "delete"):
         t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
+    used = t.add_parser("usage", help="requests, errors, p95, database time, rows, bytes")
+    used.add_argument("id", type=int)
+    used.add_argument("--window-seconds", type=int, default=3600)
 
     keys = groups.add_parser("keys", help="create or revoke API keys")
     k = keys.add_subparsers(dest="action", required=True)
@@ -161,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "key" if isinstance(exc, store.KeyNotFound) else "tenant"
         print(f"cli: no such {what}: {exc}", file=sys.stderr)
         return 1
-    except store.DuplicateTenant as exc:
+    except (store.DuplicateTenant, UsageUnavailable) as exc:
         print(f"cli: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from fastapi import FastAPI
 
-from gateway import admin, health, openapi, ownpaths, pipeline
+from gateway import admin, health, observe, openapi, ownpaths, pipeline
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
+from gateway.listeners import ListenerGate
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
@@ -26,7 +27,9 @@ from gateway.requestid import RequestIdMiddleware
 from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
-from services.tenancy.observe import observe
+from gateway.usage import UsageBook
+from services.tenancy.signing import Signer
+from services.tenancy.telemetry import logs_and_traces
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -83,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
                 replicas=settings.GATEWAY_REPLICAS,
             ),
             invalidator=invalidator,
+            usage=UsageBook(redis),
+            signer=Signer(settings.INTERNAL_SIGNING_SECRET),
             admission=Admission(
                 default_cap=settings.TENANT_MAX_IN_FLIGHT,
                 capacity=settings.GATEWAY_MAX_IN_FLIGHT,
@@ -99,6 +104,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         docs_refresher = asyncio.create_task(merged_openapi.keep_fresh(session))
+        stop_flushing = asyncio.Event()
+        flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
@@ -106,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            stop_flushing.set()
+            await flusher  # its last flush: a restart loses no counted request
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
@@ -127,11 +136,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
-    # The admin API is described where it is served: here, on the gateway's port.
+    # The admin API is described only where it is served: not once it has moved to the
+    # internal listener (GATEWAY_INTERNAL_PORT), whose clients hold the admin token anyway.
     merged_openapi = openapi.MergedOpenApi(
         own=app.openapi,
         routes=RouteTable(settings.routes),
         refresh_seconds=settings.OPENAPI_REFRESH_SECONDS,
+        describe_admin=settings.GATEWAY_INTERNAL_PORT is None,
     )
     openapi.install(app, merged_openapi)
     # Before the catch-all: an unknown method on the gateway's own paths is a 405.
@@ -139,10 +150,16 @@ def create_app(settings: Settings) -> FastAPI:
     ownpaths.refuse_other_methods(app, own, METHODS)
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
+    app.add_middleware(
+        ListenerGate,
+        admin_token=settings.ADMIN_TOKEN,
+        internal_port=settings.GATEWAY_INTERNAL_PORT,
+    )
     app.add_middleware(CountResponses, metrics=metrics)
+    observe.install(app, settings=settings, metrics=metrics)
     # Outside the admin gate, so refused admin calls get their log line too; the lifespan
     # reads tracer_provider when it runs, after this assignment.
-    tracer_provider = observe(
+    tracer_provider = logs_and_traces(
         app, service="gateway", otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT
     )
     # Added last, so outermost: every answer, errors included, carries the request id.

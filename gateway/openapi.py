@@ -135,7 +135,7 @@ def merge(
         for name, schema in service_doc.get("components", {}).get("schemas", {}).items():
             schemas[renames.get(name, name)] = schema
         for path, item in service_doc.get("paths", {}).items():
-            found = routes.lookup(path)
+            found = routes.route(path)
             if found is None or found[1] != upstream or path in paths:
                 continue  # not reachable through the gateway at this path
             for operation in item.values():

@@ -19,6 +19,8 @@ from gateway.metrics import Metrics
 from gateway.proxy import RouteTable
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
+from gateway.usage import UsageBook
+from services.tenancy.signing import Signer
 
 
 @dataclass(slots=True)
@@ -32,6 +34,8 @@ class GatewayState:
     directory: TenantDirectory
     limiter: RateLimiter
     invalidator: Invalidator
+    usage: UsageBook
+    signer: Signer
     admission: Admission
     key_guard: KeyLookupGuard
 

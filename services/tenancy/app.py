@@ -22,9 +22,11 @@ from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.logs import configure_logging
-from services.tenancy.observe import observe
+from services.tenancy.observe import ServiceMetrics
+from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.telemetry import logs_and_traces
 from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
@@ -66,6 +68,7 @@ def create_tenant_app(
     name = settings.SERVICE_NAME
     log = logging.getLogger(name)
     error_map = dict(errors or {})
+    metrics = ServiceMetrics(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
@@ -74,6 +77,10 @@ def create_tenant_app(
             from services.tenancy.tracing import instrument_engine
 
             instrument_engine(engine, tracer_provider)
+        metrics.watch(engine)
+        nonces = NonceStore(
+            settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
+        )
         try:
             await run_in_threadpool(require_isolation, engine)
             choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
@@ -87,7 +94,9 @@ def create_tenant_app(
             yield {
                 "tenancy": Tenancy(
                     engine=engine,
-                    signing_secret=settings.signing_secret,
+                    signing_key=settings.signing_key,
+                    destination=settings.destination,
+                    nonces=nonces,
                     log=log,
                     tenant_setting=choice,
                     shares=shares,
@@ -95,6 +104,7 @@ def create_tenant_app(
                 )
             }
         finally:
+            await nonces.aclose()
             engine.dispose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the spans not yet exported
@@ -104,9 +114,12 @@ def create_tenant_app(
         return JSONResponse({"detail": detail}, status_code=status)
 
     app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    metrics.install(app)
     # Before TrailingSlashInsensitive, so inside it: the log line sees the scope the router
     # matched. The lifespan reads tracer_provider when it runs, after this assignment.
-    tracer_provider = observe(app, service=name, otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT)
+    tracer_provider = logs_and_traces(
+        app, service=name, otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    )
     app.add_middleware(TrailingSlashInsensitive)
     # Outermost: the body is complete before routing, so no dependency's query waits on it.
     app.add_middleware(ReadBodyFirst)

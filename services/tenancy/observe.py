@@ -1,29 +1,51 @@
-"""What every process adds to its app to be seen: the request log line and, when asked, spans."""
+"""A service's `/metrics` (SPEC §10): requests, latency and database cost, per top-K tenant."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
 
-from services.tenancy.accesslog import AccessLog
+from services.tenancy.dbcost import DbStats, ReportCost, install_cost_hooks
+from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tenantmetrics import MeasureRequests, RequestStats
+from services.tenancy.topk import TopTenants
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+# One prefix for every service: Prometheus' `job` label tells them apart, so one dashboard
+# query covers a service added tomorrow.
+PREFIX = "service"
 
 
-def observe(app: FastAPI, *, service: str, otlp_endpoint: str | None) -> TracerProvider | None:
-    """Add the access log (inside) and, with an OTLP endpoint, OpenTelemetry's server span."""
-    if not otlp_endpoint:
-        app.add_middleware(AccessLog)
-        return None
-    # Imported only here: without an endpoint the process never loads the SDK.
-    from services.tenancy import tracing
+def _tenant_of(scope: Scope) -> str | None:
+    tenant_id = scope.get("state", {}).get("tenant_id")
+    return None if tenant_id is None else str(tenant_id)
 
-    provider = tracing.make_provider(service, otlp_endpoint)
-    app.add_middleware(AccessLog, current_trace=tracing.current_trace)
-    # exclude_spans: no span per ASGI send/receive message, one span per request.
-    app.add_middleware(
-        tracing.OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"]
-    )
-    return provider
+
+class ServiceMetrics:
+    """The registry of one service app and the hooks that fill it."""
+
+    def __init__(self, settings: TenantServiceSettings) -> None:
+        top = TopTenants(settings.METRICS_TENANT_TOP_K) if settings.METRICS_PER_TENANT else None
+        self.registry = CollectorRegistry()
+        self.requests = RequestStats(PREFIX, top)
+        self.db = DbStats(PREFIX, top)
+        self.registry.register(self.requests)
+        self.registry.register(self.db)
+
+    def install(self, app: FastAPI) -> None:
+        """Add `/metrics` and the middlewares that measure every request."""
+
+        async def metrics(_request: Request) -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        app.add_route("/metrics", metrics, methods=["GET"])
+        app.add_middleware(ReportCost)
+        app.add_middleware(MeasureRequests, stats=self.requests, tenant_of=_tenant_of)
+
+    def watch(self, engine: Engine) -> None:
+        """Charge every statement on `engine` to its tenant."""
+        install_cost_hooks(engine, self.db)
