@@ -37,6 +37,8 @@ class TenantServiceSettings(BaseSettings):
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-tenant labels or usage accounting (only to measure what they cost).
     METRICS_PER_TENANT: bool = True
+    # Rows/bytes per top-K tenant per tenant table are recounted at most this often (on scrape).
+    METRICS_TABLE_COST_SECONDS: int = Field(default=60, ge=1, le=86_400)
     LOG_FORMAT: LogFormat = "json"
     # Spans are exported only when this is set (OTLP over HTTP, e.g. http://collector:4318).
     OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
