@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
@@ -12,6 +11,7 @@ from gateway.config import Settings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.listeners import bind
 from gateway.main import create_app
+from services.tenancy.logs import configure_logging
 from services.tenancy.settings import EXIT_BAD_SETTING
 
 
@@ -23,7 +23,7 @@ def main() -> None:
         # Otherwise it would run "degraded" for ever, every Redis call failing alike.
         print(f"gateway: invalid setting REDIS_URL: Redis refused it: {refused}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTING)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging("gateway", settings.LOG_FORMAT)
     refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
     lifecycle_url = settings.lifecycle_database_url()
     if lifecycle_url:
@@ -35,6 +35,9 @@ def main() -> None:
         server_header=False,
         proxy_headers=False,
         log_level="info",
+        log_config=log_config,
+        # services.tenancy.accesslog writes the one line per request.
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
     listen = [(settings.GATEWAY_HOST, settings.GATEWAY_PORT)]

@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 from yarl import URL
 
 from services.tenancy.dburl import derive_app_url, derive_gateway_url, plain, to_psycopg2
-from services.tenancy.settings import stop_on_bad_setting
+from services.tenancy.logs import LogFormat
+from services.tenancy.settings import otlp_endpoint, stop_on_bad_setting
 
 CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
 IDENTIFICATION_MODES = frozenset({"subdomain", "header"})
@@ -153,6 +154,12 @@ class Settings(GatewayDatabase):
     # When set, /admin and /metrics are served here (and /admin no longer on GATEWAY_PORT).
     GATEWAY_INTERNAL_PORT: int | None = Field(default=None, ge=1, le=65535)
     GATEWAY_INTERNAL_HOST: str | None = None
+    LOG_FORMAT: LogFormat = "json"
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+    # How often the merged /openapi.json asks each upstream for its document again.
+    OPENAPI_REFRESH_SECONDS: float = Field(default=60, gt=0, le=86400)
+
+    _otlp_endpoint = field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")(otlp_endpoint)
 
     @field_validator(
         "JWT_SECRET",
