@@ -114,7 +114,28 @@ def _revision(engine: Any) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version LIMIT 1")).scalar()
 
 
-@router.get("/tenants/{tenant_id}/export")
+# The archive is gzip, not JSON: say so, or clients (and the fuzzer) expect JSON.
+_ARCHIVE = {"schema": {"type": "string", "format": "binary"}}
+# An altered archive is refused with one sentence; a bad query parameter with FastAPI's list.
+_IMPORT_REFUSED = {
+    "description": "The archive is not readable, or its hashes do not match its manifest",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"anyOf": [{"type": "string"}, {"type": "array"}]}},
+            }
+        }
+    },
+}
+
+
+@router.get(
+    "/tenants/{tenant_id}/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "A gzip tar", "content": {"application/gzip": _ARCHIVE}}},
+)
 async def export_tenant(tenant_id: TenantId, state: StateDep) -> StreamingResponse:
     """The tenant's data as a gzip tar, from one consistent snapshot."""
     life = _life(state)
@@ -144,7 +165,15 @@ async def _stream(path: Path, workdir: Path) -> AsyncIterator[bytes]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@router.post("/tenants/import", status_code=201)
+@router.post(
+    "/tenants/import",
+    status_code=201,
+    responses={422: _IMPORT_REFUSED},
+    # Documented as octet-stream (what generic clients can send); the bytes are a gzip tar.
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/octet-stream": _ARCHIVE}}
+    },
+)
 async def import_tenant(
     request: Request,
     state: StateDep,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -34,3 +36,16 @@ async def handle_gateway_error(request: Request, exc: Exception) -> Response:
     """Exception handler: GatewayError -> its JSON response."""
     assert isinstance(exc, GatewayError)
     return error_response(exc.status, exc.detail, exc.headers)
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    """422 with FastAPI's list of errors, also when the refused input is not UTF-8.
+
+    FastAPI's own handler echoes the raw body back and decodes bytes as UTF-8: a binary body
+    sent to a JSON route (found by schemathesis) turned a 422 into a 500.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(
+        exc.errors(), custom_encoder={bytes: lambda raw: raw.decode("utf-8", "replace")}
+    )
+    return JSONResponse({"detail": errors}, status_code=422)

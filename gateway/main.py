@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from gateway import (
     admin,
@@ -26,7 +27,7 @@ from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
-from gateway.errors import GatewayError, handle_gateway_error
+from gateway.errors import GatewayError, handle_gateway_error, handle_validation_error
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.listeners import ListenerGate
@@ -153,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
     )
     app.add_exception_handler(GatewayError, handle_gateway_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(admin_lifecycle.router)

@@ -222,3 +222,15 @@ def test_delete_removes_the_tenant_and_its_keys(
     assert echo_admin.delete(f"/admin/tenants/{tenant['id']}?purge=true").status_code == 204
     assert echo_admin.get(f"/admin/tenants/{tenant['id']}").status_code == 404
     assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 401
+
+
+def test_a_binary_body_on_a_json_route_is_a_422_not_a_500(echo_admin: httpx.Client) -> None:
+    tenant = create_tenant(echo_admin)
+    for path in (f"/admin/tenants/{tenant['id']}", "/admin/tenants/import"):
+        response = echo_admin.patch(
+            path,
+            content=b"\x89PNG\r\n\x1a\n\x00\xff",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 422, (path, response.text)
+        assert isinstance(response.json()["detail"], list)
