@@ -25,6 +25,7 @@ from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
+from services.tenancy.telemetry import native_telemetry
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
         # A redirect from /users to /users/ would hand the client the upstream's address.
         redirect_slashes=False,
+        telemetry=native_telemetry(),
     )
     app.add_exception_handler(GatewayError, handle_gateway_error)
     app.include_router(health.router)

@@ -24,6 +24,7 @@ from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.observe import ServiceMetrics
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.telemetry import native_telemetry
 from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
@@ -98,7 +99,9 @@ def create_tenant_app(
         status, detail = error_map[type(error)]
         return JSONResponse({"detail": detail}, status_code=status)
 
-    app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title=title, lifespan=lifespan, redirect_slashes=False, telemetry=native_telemetry()
+    )
     metrics.install(app)
     app.add_middleware(TrailingSlashInsensitive)
     # Outermost: the body is complete before routing, so no dependency's query waits on it.
