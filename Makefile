@@ -32,10 +32,13 @@ test-observe: $(INSTALLED) ## The dashboard's queries against Debian's prometheu
 test-deep: $(INSTALLED) ## Nightly-sized: the stateful isolation test with 200 examples (~30 min)
 	ISOLATION_EXAMPLES=200 $(PY) -m pytest tests/e2e/test_isolation_stateful.py
 
-lint: $(INSTALLED) ## ruff (lint and format check) and mypy
+lint: $(INSTALLED) ## ruff, mypy, bandit (high severity fails) and pip-audit (a known vulnerability fails)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy gateway services kit migrations
+	$(VENV)/bin/bandit --quiet --recursive --severity-level high gateway services kit migrations bench loadtests
+	@# The installed environment against PyPI's advisory data (needs PyPI; tenantkit itself is skipped).
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 migrate: $(INSTALLED) ## Apply the Alembic migrations to $$DATABASE_URL
 	$(PY) -m migrations
@@ -47,8 +50,9 @@ up: ## Build and start the stack under docker compose (gateway on localhost:8000
 	@sh deploy/compose-env.sh .env
 	docker compose up -d --build --wait
 	@port=$$(docker compose port gateway 8000 | sed 's/.*://'); \
-	echo "tenantkit is up: http://localhost:$$port  (admin token: ADMIN_TOKEN in .env)"; \
-	echo "try: curl -s -X POST -H \"Authorization: Bearer \$$(sed -n 's/^ADMIN_TOKEN=//p' .env)\" -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}' http://localhost:$$port/admin/tenants"
+	admin=$$(docker compose port gateway 9000 | sed 's/.*://'); \
+	echo "tenantkit is up: http://localhost:$$port  (admin API and /metrics: http://localhost:$$admin, this host only; admin token: ADMIN_TOKEN in .env)"; \
+	echo "try: curl -s -X POST -H \"Authorization: Bearer \$$(sed -n 's/^ADMIN_TOKEN=//p' .env)\" -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}' http://localhost:$$admin/admin/tenants"
 
 down: ## Stop the compose stack (data stays in its volume; `docker compose down -v` drops it)
 	docker compose --profile scale --profile loadtest down

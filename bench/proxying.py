@@ -84,8 +84,14 @@ def signed_direct(secret: str, tenant_id: int, ids: list[int]) -> RequestFactory
 
     def make(i: int) -> tuple[str, dict[str, str]]:
         path = f"/users/{ids[i % len(ids)]}"
+        # A fresh nonce each time: the service accepts each signed request once.
         headers = sign_headers(
-            secret, tenant_id=tenant_id, request_id=f"bench-{run}-{i}", method="GET", target=path
+            secret,
+            destination="/users",
+            tenant_id=tenant_id,
+            request_id=f"bench-{run}-{i}",
+            method="GET",
+            target=path,
         )
         return path, headers
 

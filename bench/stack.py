@@ -74,6 +74,8 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
                     "APP_DATABASE_URL": plain(derive_app_url(url)),
                     "INTERNAL_SIGNING_SECRET": signing_secret,
                     "METRICS_PER_TENANT": metrics,
+                    # Replay protection as deployed: one SET NX per request in Redis.
+                    "REDIS_URL": redis.services_url,
                 },
                 log_dir=logs,
             )

@@ -109,6 +109,10 @@ class Settings(GatewayDatabase):
     REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1, le=10_000)
     TENANT_CACHE_TTL_SECONDS: float = Field(default=30, gt=0, le=86400)
     UPSTREAM_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
+    REQUEST_BODY_TIMEOUT_SECONDS: float = Field(default=10, gt=0, le=3600)
+    # Checked when set: a token for another audience or from another issuer is refused.
+    JWT_AUDIENCE: str | None = None
+    JWT_ISSUER: str | None = None
     # Fairness (gateway/admission.py, gateway/keyguard.py); all per replica.
     TENANT_MAX_IN_FLIGHT: int = Field(default=16, ge=0, le=100_000)
     GATEWAY_MAX_IN_FLIGHT: int = Field(default=128, ge=0, le=100_000)
@@ -123,9 +127,20 @@ class Settings(GatewayDatabase):
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-request metrics by route/tenant and no usage accounting (to measure them).
     METRICS_PER_TENANT: bool = True
+    # When set, /admin and /metrics are served here (and /admin no longer on GATEWAY_PORT).
+    GATEWAY_INTERNAL_PORT: int | None = Field(default=None, ge=1, le=65535)
+    GATEWAY_INTERNAL_HOST: str | None = None
 
     @field_validator(
-        "JWT_SECRET", "GATEWAY_BASE_DOMAIN", "GATEWAY_ROUTES", "GATEWAY_CACHE_SECRET", mode="before"
+        "JWT_SECRET",
+        "JWT_AUDIENCE",
+        "JWT_ISSUER",
+        "GATEWAY_BASE_DOMAIN",
+        "GATEWAY_ROUTES",
+        "GATEWAY_INTERNAL_PORT",
+        "GATEWAY_INTERNAL_HOST",
+        "GATEWAY_CACHE_SECRET",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -187,6 +202,8 @@ class Settings(GatewayDatabase):
             self.GATEWAY_AUTH_MODES = self.GATEWAY_AUTH_MODES - {"jwt"}
         if "subdomain" in self.GATEWAY_AUTH_MODES and not self.GATEWAY_BASE_DOMAIN:
             raise ValueError("GATEWAY_BASE_DOMAIN: the subdomain mode needs it")
+        if self.GATEWAY_INTERNAL_PORT == self.GATEWAY_PORT:
+            raise ValueError("GATEWAY_INTERNAL_PORT: must differ from GATEWAY_PORT")
         return self
 
     @property

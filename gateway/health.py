@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from gateway import store
@@ -55,7 +55,17 @@ async def _upstream(state: GatewayState, origin: str) -> str:
 
 
 @router.get("/readyz")
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(request: Request, state: StateDep) -> JSONResponse:
+    """Readiness; on the public port of a gateway with an internal listener, without details."""
+    response = await _readiness(state)
+    if getattr(request.state, "public_only", False):
+        # Which dependency is down, and the route table, are for operators, not the internet.
+        status = "unavailable" if response.status_code == 503 else "ok"
+        return JSONResponse({"status": status}, status_code=response.status_code)
+    return response
+
+
+async def _readiness(state: GatewayState) -> JSONResponse:
     """200 when serving works; Redis down alone is 200 "degraded", anything else down is 503.
 
     A Redis blip must not make a load balancer pull every replica: the gateway still serves

@@ -67,6 +67,8 @@ async def authenticate(
     modes: frozenset[str],
     jwt_secret: str | None,
     key_owner: Callable[[bytes], Awaitable[int | None]],
+    jwt_audience: str | None = None,
+    jwt_issuer: str | None = None,
 ) -> int | None:
     """The tenant id the credential proves; None when no credential mode is enabled."""
     if not modes & {"api_key", "jwt"}:
@@ -89,7 +91,9 @@ async def authenticate(
         return await _key_tenant(token, key_owner)
     if "jwt" in modes and jwt_secret:
         try:
-            return tenant_from_jwt(token, secret=jwt_secret)
+            return tenant_from_jwt(
+                token, secret=jwt_secret, audience=jwt_audience, issuer=jwt_issuer
+            )
         except InvalidToken as exc:
             raise GatewayError(401, f"invalid token: {exc}", _INVALID) from exc
     raise GatewayError(401, "invalid credentials", _INVALID)

@@ -1,4 +1,4 @@
-"""Tenant JWTs: HS256 with JWT_SECRET, `tenant_id` (positive integer) and `exp` required."""
+"""Tenant JWTs: HS256 with JWT_SECRET, `tenant_id` and `exp` required; `aud`/`iss` when set."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ class InvalidToken(Exception):
     """The JWT is malformed, unsigned, expired, or lacks a valid tenant_id."""
 
 
-def tenant_from_jwt(token: str, *, secret: str) -> int:
-    """Verify a tenant JWT and return the tenant id it carries."""
+def tenant_from_jwt(
+    token: str, *, secret: str, audience: str | None = None, issuer: str | None = None
+) -> int:
+    """Verify a tenant JWT (and its `aud`/`iss` when configured); the tenant id it carries."""
+    required = ["exp", "tenant_id"]
+    # A token minted for another product sharing the key must not open this one.
+    required += ["aud"] if audience else []
+    required += ["iss"] if issuer else []
     try:
         # algorithms is a fixed list: the token's own "alg" header never chooses the check,
         # which rules out "none" and the RS256-public-key-as-HMAC-secret confusion.
@@ -21,7 +27,11 @@ def tenant_from_jwt(token: str, *, secret: str) -> int:
             token,
             secret,
             algorithms=["HS256"],
-            options={"require": ["exp", "tenant_id"], "verify_aud": False},
+            audience=audience,
+            issuer=issuer,
+            # Without a configured audience, a token's aud is not checked (PyJWT would refuse
+            # every token that has one).
+            options={"require": required, "verify_aud": audience is not None},
             leeway=LEEWAY_SECONDS,
         )
     except jwt.PyJWTError as exc:

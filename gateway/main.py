@@ -17,6 +17,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError, handle_gateway_error
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
+from gateway.listeners import ListenerGate
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
@@ -25,6 +26,7 @@ from gateway.state import GatewayState
 from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
+from services.tenancy.signing import Signer
 from services.tenancy.telemetry import native_telemetry
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -68,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             invalidator=invalidator,
             usage=UsageBook(redis),
+            signer=Signer(settings.INTERNAL_SIGNING_SECRET),
             admission=Admission(
                 default_cap=settings.TENANT_MAX_IN_FLIGHT,
                 capacity=settings.GATEWAY_MAX_IN_FLIGHT,
@@ -118,6 +121,11 @@ def create_app(settings: Settings) -> FastAPI:
     ownpaths.refuse_other_methods(app, own, METHODS)
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
+    app.add_middleware(
+        ListenerGate,
+        admin_token=settings.ADMIN_TOKEN,
+        internal_port=settings.GATEWAY_INTERNAL_PORT,
+    )
     app.add_middleware(CountResponses, metrics=metrics)
     observe.install(app, settings=settings, metrics=metrics)
     # Added last, so outermost: every answer, errors included, carries the request id.

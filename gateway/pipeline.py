@@ -1,5 +1,6 @@
 """The gateway's request path, in order: identify -> authenticate -> validate tenant ->
-rate limit -> admit -> sign -> forward. Each step is one call into the module that owns it."""
+rate limit -> admit -> read body -> sign -> forward. Each step is one call into the module
+that owns it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import hangup, identity, proxy
+from gateway.body import read_body
 from gateway.errors import GatewayError
 from gateway.state import GatewayState
 from gateway.tenants import validate_tenant
-from services.tenancy.signing import request_target, sign_headers
+from services.tenancy.signing import request_target
 
 # uvicorn's parser sets no limit; nginx's default is 4 x 8 KiB. Anything bigger is refused
 # before it is parsed further or copied upstream.
@@ -22,15 +24,15 @@ def _headers_fit(request: Request) -> None:
         raise GatewayError(431, "request headers too large")
 
 
-def _route(state: GatewayState, path: str) -> str:
+def _route(state: GatewayState, path: str) -> tuple[str, str]:
     # Dot segments could make one service's prefix reach another's path after normalising.
     segments = path.split("/")
     if "." in segments or ".." in segments:
         raise GatewayError(400, "path must not contain . or .. segments")
-    upstream = state.routes.match(path)
-    if upstream is None:
+    route = state.routes.route(path)
+    if route is None:
         raise GatewayError(404, "no route for this path")
-    return upstream
+    return route
 
 
 async def handle(request: Request) -> Response:
@@ -38,7 +40,7 @@ async def handle(request: Request) -> Response:
     state: GatewayState = request.state.gateway
     settings = state.settings
     _headers_fit(request)
-    upstream = _route(state, request.scope["path"])
+    destination, upstream = _route(state, request.scope["path"])
 
     claims = identity.identify(
         request.headers, modes=settings.GATEWAY_AUTH_MODES, base_domain=settings.GATEWAY_BASE_DOMAIN
@@ -49,6 +51,8 @@ async def handle(request: Request) -> Response:
         request.headers,
         modes=settings.GATEWAY_AUTH_MODES,
         jwt_secret=settings.JWT_SECRET,
+        jwt_audience=settings.JWT_AUDIENCE,
+        jwt_issuer=settings.JWT_ISSUER,
         key_owner=state.key_guard.guard(state.directory.key_owner, client=client),
     )
     tenant_id = await identity.decide_tenant(
@@ -64,17 +68,26 @@ async def handle(request: Request) -> Response:
         tenant_id=tenant.id, per_second=state.limiter.limit_for(tenant.rate_limit_per_second)
     )
 
-    # Held from here until the response is sent, fails, or the client hangs up.
+    # Held from here until the response is sent, fails, or the client hangs up: a tenant's
+    # slow bodies use up its own in-flight slots, not its neighbours'.
     slot = await state.admission.admit(tenant.id, cap=state.admission.cap_for(tenant.max_in_flight))
+    try:
+        # Read in full before signing (its hash is signed); no connection is held meanwhile.
+        body = await read_body(request, timeout_seconds=settings.REQUEST_BODY_TIMEOUT_SECONDS)
+    except BaseException:
+        slot.release()
+        raise
 
-    # The signature covers the exact target that is forwarded, byte for byte.
+    # The signature covers the exact target and body that are forwarded, byte for byte.
     target = request_target(proxy.raw_path(request.scope), request.scope["query_string"])
-    signed = sign_headers(
-        settings.INTERNAL_SIGNING_SECRET,
+    signed = state.signer.headers(
         tenant_id=tenant.id,
         request_id=request.state.request_id,
         method=request.method,
         target=target,
+        destination=destination,
+        body=body or b"",
+        extra=tenant.signed_fields,
     )
 
     try:
@@ -84,6 +97,7 @@ async def handle(request: Request) -> Response:
                 req,
                 session=state.session,
                 url=upstream + target,
+                body=body,
                 extra_headers=signed,
                 response_headers=limit_headers,
             ),

@@ -14,8 +14,8 @@ from yarl import URL
 
 from gateway.errors import GatewayError
 from services.tenancy.dbcost import COST_HEADER
+from services.tenancy.signing import CONTEXT_HEADERS
 
-MAX_BODY_BYTES = 1024 * 1024
 # Answers up to this size (by their Content-Length) are read whole and sent as one: a
 # streamed answer costs a task group and a chunk loop per request (issue 10's profile).
 BUFFERED_RESPONSE_BYTES = 64 * 1024
@@ -39,10 +39,15 @@ _CLIENT_ONLY = frozenset(
     {
         "authorization",
         "x-api-key",
-        "x-tenant-id",
-        "x-tenant-timestamp",
-        "x-tenant-signature",
+        *CONTEXT_HEADERS,
         "x-request-id",
+        # The gateway sets it from the body it read and signed.
+        "content-length",
+        # Method overrides: an upstream framework that honours one would run a method
+        # other than the one the gateway checked and signed.
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
         "x-forwarded-for",
         "x-forwarded-host",
         "x-forwarded-proto",
@@ -77,9 +82,14 @@ class RouteTable:
 
     def match(self, path: str) -> str | None:
         """The upstream for a (decoded) path: `/users`, `/users/` and `/users/7` match `/users`."""
+        route = self.route(path)
+        return route[1] if route else None
+
+    def route(self, path: str) -> tuple[str, str] | None:
+        """(prefix, upstream) for a path; the prefix is the destination that is signed."""
         for prefix, upstream in self._routes:
             if path == prefix or path.startswith(prefix + "/"):
-                return upstream
+                return prefix, upstream
         return None
 
 
@@ -92,17 +102,23 @@ def _connection_tokens(values: Iterable[str]) -> set[str]:
     return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
 
 
+def _normal(name: str) -> str:
+    # Many servers (CGI/WSGI-style environs, some proxies) read `X_Tenant_ID` as X-Tenant-ID.
+    return name.lower().replace("_", "-")
+
+
 def upstream_request_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """The client's end-to-end headers, minus credentials and client-sent tenant context."""
+    """The client's end-to-end headers, minus credentials, overrides and posed tenant context."""
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
-    drop = (
-        HOP_BY_HOP
-        | _CLIENT_ONLY
-        | _connection_tokens(v for k, v in pairs if k.lower() == "connection")
-    )
-    return CIMultiDict(
-        (k, v) for k, v in pairs if k.lower() not in drop and not k.lower().startswith("proxy-")
-    )
+    listed = _connection_tokens(v for k, v in pairs if _normal(k) == "connection")
+    drop = HOP_BY_HOP | _CLIENT_ONLY | {_normal(t) for t in listed}
+
+    def kept(name: str) -> bool:
+        normal = _normal(name)
+        # x-tenant-* is the gateway's namespace: a future signed field is covered already.
+        return not (normal in drop or normal.startswith(("proxy-", "x-tenant-", "x-forwarded-")))
+
+    return CIMultiDict((k, v) for k, v in pairs if kept(k))
 
 
 def downstream_response_headers(
@@ -117,44 +133,16 @@ def downstream_response_headers(
     ]
 
 
-def body_length(request: Request) -> int | None:
-    """The declared Content-Length (413 above the limit), or None when the body is chunked."""
-    values = request.headers.getlist("content-length")
-    if not values:
-        return None
-    if len(set(values)) != 1 or not values[0].isascii() or not values[0].isdigit():
-        raise GatewayError(400, "malformed Content-Length")
-    length = int(values[0])
-    if length > MAX_BODY_BYTES:
-        raise GatewayError(413, "request body larger than 1 MiB")
-    return length
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _limited(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    # Content-Length can be absent (chunked), so the limit is also counted as bytes arrive.
-    seen = 0
-    async for chunk in stream:
-        seen += len(chunk)
-        if seen > MAX_BODY_BYTES:
-            raise _BodyTooLarge
-        if chunk:
-            yield chunk
-
-
 async def forward(
     request: Request,
     *,
     session: aiohttp.ClientSession,
     url: str,
+    body: bytes | None,
     extra_headers: Mapping[str, str],
     response_headers: Mapping[str, str],
 ) -> Response:
-    """Send the request upstream and pass the answer back; 503/504/502 when it fails."""
-    length = body_length(request)
+    """Send the request (its body already read) upstream, pass the answer back; 503/504/502."""
     headers = upstream_request_headers(request.scope["headers"])
     headers.update(extra_headers)
     client = request.client.host if request.client else ""
@@ -163,8 +151,6 @@ async def forward(
     headers["X-Forwarded-Proto"] = request.scope.get("scheme", "http")
     if "host" in request.headers:
         headers["X-Forwarded-Host"] = request.headers["host"]
-    has_body = length is not None or "transfer-encoding" in request.headers
-    data = _limited(request.stream()) if has_body and length != 0 else None
     try:
         upstream_response = await session.request(
             request.method,
@@ -172,13 +158,12 @@ async def forward(
             # is the one that arrives.
             URL(url, encoded=True),
             headers=headers,
-            data=data,
+            # aiohttp sets Content-Length from the bytes: the length that was signed.
+            data=body,
             allow_redirects=False,
             # Forward exactly what the client sent: no added Accept-Encoding, User-Agent...
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
         )
-    except _BodyTooLarge as exc:
-        raise GatewayError(413, "request body larger than 1 MiB") from exc
     except aiohttp.ClientConnectorError as exc:
         raise GatewayError(503, "upstream unavailable") from exc
     except aiohttp.ConnectionTimeoutError as exc:
@@ -187,8 +172,6 @@ async def forward(
         raise GatewayError(504, "upstream timed out") from exc
     except aiohttp.ClientError as exc:
         # The upstream accepted the connection, then broke it: not the client's fault.
-        if isinstance(exc.__cause__, _BodyTooLarge) or isinstance(exc.__context__, _BodyTooLarge):
-            raise GatewayError(413, "request body larger than 1 MiB") from exc
         raise GatewayError(502, "bad response from upstream") from exc
 
     request.state.db_cost = upstream_response.headers.get(COST_HEADER)

@@ -20,6 +20,7 @@ from gateway.proxy import RouteTable
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
+from services.tenancy.signing import Signer
 
 
 @dataclass(slots=True)
@@ -34,6 +35,7 @@ class GatewayState:
     limiter: RateLimiter
     invalidator: Invalidator
     usage: UsageBook
+    signer: Signer
     admission: Admission
     key_guard: KeyLookupGuard
 

@@ -101,6 +101,13 @@ class TenantRecord:
     def active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def signed_fields(self) -> dict[str, int]:
+        """What the services must know of this tenant, signed into the forwarded context."""
+        if self.statement_timeout_ms is None:
+            return {}
+        return {"statement_timeout_ms": self.statement_timeout_ms}
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the Redis cache and the admin API share it)."""
         return {**asdict(self), "created_at": self.created_at.isoformat()}

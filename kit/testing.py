@@ -176,9 +176,10 @@ def header_gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
 
 @pytest.fixture(scope="session")
 def admin(gateway: ServiceProcess | ExternalService, secrets: Secrets) -> Iterator[httpx.Client]:
-    """An httpx client on `gateway` carrying the admin token."""
+    """An httpx client on `gateway`'s admin API (E2E_ADMIN_URL's) carrying the admin token."""
     with httpx.Client(
-        base_url=gateway.url,
+        # A gateway with an internal listener serves /admin there only.
+        base_url=os.environ.get("E2E_ADMIN_URL") or gateway.url,
         headers={"Authorization": f"Bearer {secrets.admin_token}"},
         timeout=10,
     ) as client:

@@ -93,7 +93,7 @@ def on_test_start(environment: Environment, **_: Any) -> None:
         if settings.LOAD_TENANTS_FILE is not None:
             tenants = load_tenants(settings.LOAD_TENANTS_FILE)
         else:
-            host = environment.host or settings.LOCUST_HOST
+            host = settings.admin_url(environment.host)
             with AdminClient(host, resolve_admin_token(settings)) as admin:
                 admin.check()
                 tenants = create_tenants(
@@ -146,7 +146,7 @@ def _remove_tenants(environment: Environment) -> None:
         logger.info("LOAD_KEEP=1: the %d load-test tenants stay", len(STATE.tenants))
         return
     try:
-        host = environment.host or settings.LOCUST_HOST
+        host = settings.admin_url(environment.host)
         with AdminClient(host, resolve_admin_token(settings)) as admin:
             delete_tenants(admin, STATE.tenants)
         STATE.created_here = False

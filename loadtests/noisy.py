@@ -32,7 +32,7 @@ def run_noisy(settings: LoadSettings, *, token: str, extra_args: list[str]) -> i
     limits = [settings.LOAD_FLOOD_RATE_LIMIT_PER_SECOND] + [settings.LOAD_RATE_LIMIT_PER_SECOND] * (
         settings.LOAD_TENANTS - 1
     )
-    with AdminClient(settings.LOCUST_HOST, token) as admin:
+    with AdminClient(settings.admin_url(), token) as admin:
         tenants = create_tenants(admin, count=settings.LOAD_TENANTS, rate_limits=limits)
         try:
             with tempfile.TemporaryDirectory(prefix="tenantkit-noisy-") as tmp:

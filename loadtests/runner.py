@@ -20,7 +20,7 @@ def preflight(settings: LoadSettings) -> str:
     """The admin token, once the gateway has been seen to accept it; else exit with one line."""
     try:
         token = resolve_admin_token(settings)
-        with AdminClient(settings.LOCUST_HOST, token) as admin:
+        with AdminClient(settings.admin_url(), token) as admin:
             admin.check()
     except (AdminError, ValueError) as exc:
         sys.exit(f"loadtests: {exc}")

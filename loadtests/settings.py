@@ -22,6 +22,9 @@ class LoadSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
     LOCUST_HOST: str = "http://127.0.0.1:8000"
+    # Where the admin API is, when the gateway serves it on an internal listener (compose:
+    # http://gateway:9000, or http://localhost:9000 from the host). Default: LOCUST_HOST.
+    LOAD_ADMIN_URL: str | None = None
     ADMIN_TOKEN: str | None = None
     KIT_DATA_DIR: Path = Path(".data")
     LOAD_TIME: str = "45s"
@@ -59,12 +62,18 @@ class LoadSettings(BaseSettings):
     # tenant-01's rows, so real rows of another tenant reach the cross-tenant check.
     LOAD_PLANT_CROSS_TENANT: bool = False
 
-    @field_validator("LOCUST_HOST")
+    @field_validator("LOCUST_HOST", "LOAD_ADMIN_URL")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^https?://[^/\s]+/?$", value):
             raise ValueError("expected http(s)://host[:port], e.g. http://127.0.0.1:8000")
         return value.rstrip("/")
+
+    def admin_url(self, host: str | None = None) -> str:
+        """The admin API's origin: LOAD_ADMIN_URL, else the load's target host."""
+        return self.LOAD_ADMIN_URL or (host or self.LOCUST_HOST).rstrip("/")
 
     @field_validator("LOAD_ATTACKS")
     @classmethod

@@ -17,7 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.tenancy.signing import SignatureError, request_target, verify_headers
+from services.tenancy.signing import (
+    SignatureError,
+    destination_key,
+    request_target,
+    verify_headers,
+)
 
 
 async def healthz(request: Request) -> Response:
@@ -27,12 +32,17 @@ async def healthz(request: Request) -> Response:
 async def echo(request: Request) -> Response:
     """Check the gateway's signature like a service would, then describe the request."""
     target = request_target(request.scope["raw_path"], request.scope["query_string"])
+    # It serves several routes (/users, /echo): the destination is the path's first segment.
+    destination = "/" + request.url.path.split("/")[1]
+    body = await request.body()
     try:
         context = verify_headers(
-            os.environ["INTERNAL_SIGNING_SECRET"],
+            destination_key(os.environ["INTERNAL_SIGNING_SECRET"], destination),
             getlist=request.headers.getlist,
             method=request.method,
             target=target,
+            destination=destination,
+            body=body,
         )
     except SignatureError as exc:
         return JSONResponse({"detail": f"signature: {exc}"}, status_code=401)
@@ -42,10 +52,10 @@ async def echo(request: Request) -> Response:
     delay = float(request.query_params.get("delay", "0"))
     if delay:
         await asyncio.sleep(delay)
-    body = await request.body()
     payload = {
         "tenant_id": context.tenant_id,
         "request_id": context.request_id,
+        "nonce": context.nonce,
         "method": request.method,
         "target": target,
         "headers": [

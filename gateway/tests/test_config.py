@@ -128,6 +128,8 @@ def _load_refusal(
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("DATABASE_URL", "mysql://x@y/z"),
         ("ADMIN_TOKEN", "tiny"),
+        ("REQUEST_BODY_TIMEOUT_SECONDS", "0"),
+        ("GATEWAY_INTERNAL_PORT", "70000"),
         ("TENANT_MAX_IN_FLIGHT", "-1"),
         ("GATEWAY_MAX_IN_FLIGHT", "lots"),
         ("GATEWAY_QUEUE_TIMEOUT_SECONDS", "0"),
@@ -166,6 +168,22 @@ def test_the_gateway_role_is_derived_from_database_url_with_its_own_password() -
     url = make_url(settings(DATABASE_URL="postgresql://postgres:pw@db:5432/tk").database_url())
     assert (url.username, url.host, url.database) == ("tenantkit_gateway", "db", "tk")
     assert url.password not in (None, "pw")
+
+
+def test_internal_listener_is_off_when_unset_or_empty_and_must_not_share_the_port() -> None:
+    assert settings().GATEWAY_INTERNAL_PORT is None
+    # compose writes `GATEWAY_INTERNAL_PORT: ""` to mean "one port", as a shell would.
+    assert settings(GATEWAY_INTERNAL_PORT="").GATEWAY_INTERNAL_PORT is None
+    assert settings(GATEWAY_INTERNAL_PORT="9000").GATEWAY_INTERNAL_PORT == 9000
+    with pytest.raises(ValidationError, match="GATEWAY_INTERNAL_PORT"):
+        settings(GATEWAY_PORT="9000", GATEWAY_INTERNAL_PORT="9000")
+
+
+def test_jwt_audience_and_issuer_are_optional_and_empty_means_unset() -> None:
+    assert (settings().JWT_AUDIENCE, settings().JWT_ISSUER) == (None, None)
+    configured = settings(JWT_AUDIENCE="api", JWT_ISSUER="")
+    assert (configured.JWT_AUDIENCE, configured.JWT_ISSUER) == ("api", None)
+    assert settings().REQUEST_BODY_TIMEOUT_SECONDS == 10
 
 
 @pytest.mark.parametrize("credentials", ["gateway:not-the-password@", ""])

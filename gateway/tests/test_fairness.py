@@ -57,7 +57,8 @@ def test_a_tenant_at_its_in_flight_cap_gets_429_while_another_is_served_at_once(
     assert elapsed < 1.0, "the refusal and the other tenant's answer must not wait"
     # The slots came back when the sixteen answers were sent.
     assert httpx.get(f"{gateway.url}/echo", headers=bearer(noisy["api_key"])).status_code == 200
-    refused = counters(gateway.url)["gateway_admission_refused_total{reason=tenant_in_flight}"]
+    metrics = counters(gateway.url, gateway.env["ADMIN_TOKEN"])
+    refused = metrics["gateway_admission_refused_total{reason=tenant_in_flight}"]
     assert refused == 1
 
 
@@ -104,7 +105,7 @@ def test_a_one_request_tenant_does_not_queue_behind_anothers_backlog(
     async def scenario_with_gauges() -> tuple[list[int], int, float, dict[str, float]]:
         flooding = asyncio.create_task(scenario())
         await asyncio.sleep(1.0)
-        gauges = await asyncio.to_thread(counters, gateway.url)
+        gauges = await asyncio.to_thread(counters, gateway.url, gateway.env["ADMIN_TOKEN"])
         return (*(await flooding), gauges)
 
     flood, status, waited, gauges = asyncio.run(scenario_with_gauges())

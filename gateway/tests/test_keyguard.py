@@ -54,7 +54,7 @@ def test_a_random_key_flood_reaches_postgres_at_a_bounded_rate(
     known = create_tenant(echo_admin)
     assert httpx.get(f"{gateway.url}/echo", headers=bearer(known["api_key"])).status_code == 200
     addresses = [f"127.0.0.{n}" for n in range(10, 26)]
-    before = counters(gateway.url)[LOOKUPS]
+    before = counters(gateway.url, gateway.env["ADMIN_TOKEN"])[LOOKUPS]
 
     async def scenario() -> tuple[list[int], float, int]:
         async with client_at("127.0.0.9", gateway.url) as client:
@@ -67,14 +67,14 @@ def test_a_random_key_flood_reaches_postgres_at_a_bounded_rate(
             return statuses, time.monotonic() - started, status
 
     statuses, elapsed, known_status = asyncio.run(scenario())
-    lookups = counters(gateway.url)[LOOKUPS] - before
+    lookups = counters(gateway.url, gateway.env["ADMIN_TOKEN"])[LOOKUPS] - before
     # A full bucket (one second's worth) plus the refill: the most the guard lets through.
     budget = per_second * (1 + elapsed)
     assert len(statuses) >= 3 * budget, f"only {len(statuses)} keys sent: too slow to prove it"
     assert set(statuses) <= {401, 429, 503}
     assert known_status == 200
     assert lookups <= budget, f"{lookups} queries in {elapsed:.1f} s"
-    refused = counters(gateway.url)
+    refused = counters(gateway.url, gateway.env["ADMIN_TOKEN"])
     assert refused.get("gateway_key_lookups_refused_total{scope=global}", 0) > 0
 
 
@@ -127,7 +127,7 @@ def test_random_subdomains_with_a_valid_key_share_the_same_budget(
     known = create_tenant(echo_admin)
     # Its key and tenant cached first: what follows counts only the subdomains' lookups.
     assert httpx.get(f"{gateway.url}/echo", headers=bearer(known["api_key"])).status_code == 200
-    before = counters(gateway.url)[LOOKUPS]
+    before = counters(gateway.url, gateway.env["ADMIN_TOKEN"])[LOOKUPS]
 
     async def scenario() -> tuple[list[int], float]:
         async with client_at("127.0.0.40", gateway.url) as client:
@@ -144,7 +144,7 @@ def test_random_subdomains_with_a_valid_key_share_the_same_budget(
             return [a.status_code for a in answers], time.monotonic() - started
 
     statuses, elapsed = asyncio.run(scenario())
-    lookups = counters(gateway.url)[LOOKUPS] - before
+    lookups = counters(gateway.url, gateway.env["ADMIN_TOKEN"])[LOOKUPS] - before
     assert set(statuses) == {403, 429} and statuses.count(429) >= 30, statuses
     # The address's burst (20) and refill (5/s), nothing more.
     assert lookups <= 20 + 5 * elapsed

@@ -40,6 +40,10 @@ def test_client_credentials_and_tenant_context_are_never_forwarded() -> None:
             ("X-Tenant-ID", "2"),
             ("X-Tenant-Timestamp", "1"),
             ("X-Tenant-Signature", "forged"),
+            ("X_Tenant_Nonce", "0" * 32),
+            ("x-tenant_extra", "placement=elsewhere"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("Content-Length", "12"),
             ("Cookie", "session=1"),
         )
     )

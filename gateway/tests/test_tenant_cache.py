@@ -17,9 +17,18 @@ from gateway.tests.factories import bearer, create_tenant, settled_tenant, wait_
 from kit.testing import Database
 
 
-def counters(url: str) -> dict[str, float]:
-    """Sample name (with labels) -> value from the gateway's /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+def counters(admin: httpx.Client | str, token: str | None = None) -> dict[str, float]:
+    """Sample name (with labels) -> value from the gateway's /metrics (it needs the token).
+
+    `admin`: a client carrying the admin token, or a gateway URL with `token`.
+    """
+    if isinstance(admin, str):
+        headers = {"Authorization": f"Bearer {token}"}
+        response = httpx.get(f"{admin}/metrics", headers=headers, timeout=10)
+    else:
+        response = admin.get("/metrics")
+    assert response.status_code == 200, response.text
+    text = response.text
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -36,10 +45,10 @@ def test_known_tenant_in_steady_state_costs_no_database_query(
     # replica may have cached "no such tenant"); steady state begins after that.
     time.sleep(SECOND_PASS_DELAY_SECONDS + 0.3)
     assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
-    before = counters(echo_gateway.url)
+    before = counters(echo_admin)
     for _ in range(20):
         assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
-    after = counters(echo_gateway.url)
+    after = counters(echo_admin)
     assert after["gateway_tenant_db_lookups_total"] == before["gateway_tenant_db_lookups_total"]
     hits = [f"gateway_tenant_cache_total{{result={r}}}" for r in ("hit_local", "hit_redis")]
     # Key and tenant, 20 times each, all from a cache (in-process unless its 5 s ran out).
@@ -51,20 +60,20 @@ def test_known_tenant_in_steady_state_costs_no_database_query(
 
 
 def test_repeated_unknown_key_reaches_the_database_once(
-    echo_gateway, echo_client: httpx.Client
+    echo_admin: httpx.Client, echo_client: httpx.Client
 ) -> None:
     unknown = generate_key()
-    before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
+    before = counters(echo_admin)["gateway_tenant_db_lookups_total"]
     for _ in range(10):
         assert echo_client.get("/users", headers=bearer(unknown)).status_code == 401
-    assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] - before == 1
+    assert counters(echo_admin)["gateway_tenant_db_lookups_total"] - before == 1
 
 
 def test_concurrent_requests_for_an_uncached_key_share_one_database_lookup(
-    echo_gateway, echo_client: httpx.Client
+    echo_admin: httpx.Client, echo_client: httpx.Client
 ) -> None:
     unknown = generate_key()
-    before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
+    before = counters(echo_admin)["gateway_tenant_db_lookups_total"]
 
     def hit(_: int) -> int:
         return echo_client.get("/users", headers=bearer(unknown)).status_code
@@ -73,14 +82,16 @@ def test_concurrent_requests_for_an_uncached_key_share_one_database_lookup(
     # the few seconds a "no such key" answer stays cached.
     with ThreadPoolExecutor(max_workers=32) as pool:
         assert set(pool.map(hit, range(32))) == {401}
-    assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] - before == 1
+    assert counters(echo_admin)["gateway_tenant_db_lookups_total"] - before == 1
 
 
-def test_malformed_keys_never_reach_the_database(echo_gateway, echo_client: httpx.Client) -> None:
-    before = counters(echo_gateway.url)["gateway_tenant_db_lookups_total"]
+def test_malformed_keys_never_reach_the_database(
+    echo_admin: httpx.Client, echo_client: httpx.Client
+) -> None:
+    before = counters(echo_admin)["gateway_tenant_db_lookups_total"]
     for i in range(20):
         assert echo_client.get("/users", headers=bearer(f"tk_bad{i}")).status_code == 401
-    assert counters(echo_gateway.url)["gateway_tenant_db_lookups_total"] == before
+    assert counters(echo_admin)["gateway_tenant_db_lookups_total"] == before
 
 
 def test_change_made_directly_in_sql_is_seen_within_the_ttl(
@@ -124,10 +135,10 @@ def test_metrics_count_rate_limited_requests(
     echo_gateway, echo_admin: httpx.Client, echo_client: httpx.Client
 ) -> None:
     tenant = create_tenant(echo_admin, rate_limit_per_second=1)
-    before = counters(echo_gateway.url)["gateway_rate_limited_total"]
+    before = counters(echo_admin)["gateway_rate_limited_total"]
     statuses = [
         echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code for _ in range(5)
     ]
     assert 429 in statuses
-    after = counters(echo_gateway.url)["gateway_rate_limited_total"]
+    after = counters(echo_admin)["gateway_rate_limited_total"]
     assert after - before == statuses.count(429)

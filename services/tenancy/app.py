@@ -22,6 +22,7 @@ from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.observe import ServiceMetrics
+from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.telemetry import native_telemetry
@@ -72,6 +73,9 @@ def create_tenant_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_tenant_engine(settings.database_url(), application_name=name)
         metrics.watch(engine)
+        nonces = NonceStore(
+            settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
+        )
         try:
             await run_in_threadpool(require_isolation, engine)
             choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
@@ -85,7 +89,9 @@ def create_tenant_app(
             yield {
                 "tenancy": Tenancy(
                     engine=engine,
-                    signing_secret=settings.signing_secret,
+                    signing_key=settings.signing_key,
+                    destination=settings.destination,
+                    nonces=nonces,
                     log=log,
                     tenant_setting=choice,
                     shares=shares,
@@ -93,6 +99,7 @@ def create_tenant_app(
                 )
             }
         finally:
+            await nonces.aclose()
             engine.dispose()
 
     async def domain_error(_request: Request, error: Exception) -> JSONResponse:

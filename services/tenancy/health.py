@@ -18,14 +18,26 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "PostgreSQL unreachable"}})
+@router.get("/readyz", responses={503: {"description": "PostgreSQL or the replay store down"}})
 async def readyz(request: Request) -> JSONResponse:
-    """200 when PostgreSQL answers the service's role; 503 naming what is missing otherwise."""
+    """200 when PostgreSQL answers (Redis down alone: "degraded"); 503 naming what is missing."""
     runtime = tenancy(request)
-    if await run_in_threadpool(database_ready, runtime.engine):
+    database = await run_in_threadpool(database_ready, runtime.engine)
+    replay_store = await runtime.nonces.ping()
+    missing = [name for name, up in (("postgresql", database), ("redis", replay_store)) if not up]
+    # Redis down is fatal only when replay protection was told to fail closed.
+    if not database or (not replay_store and runtime.nonces.fail_closed):
         return JSONResponse(
-            {"status": "ready", "tenant_setting": runtime.tenant_setting.as_details()}
+            {"detail": f"{', '.join(missing)} unreachable", "missing": missing}, status_code=503
         )
-    return JSONResponse(
-        {"detail": "postgresql unreachable", "missing": ["postgresql"]}, status_code=503
-    )
+    details = runtime.tenant_setting.as_details()
+    if missing:  # replays to another replica are possible meanwhile: say so
+        return JSONResponse(
+            {
+                "status": "degraded",
+                "missing": missing,
+                "replay_store": "local",
+                "tenant_setting": details,
+            }
+        )
+    return JSONResponse({"status": "ready", "tenant_setting": details})

@@ -1,4 +1,4 @@
-"""What a tenant-aware service holds while it runs: the engine, the secret, the logger."""
+"""What a tenant-aware service holds while it runs: engine, signing key, nonce store, logger."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
 from services.tenancy.fairshare import TenantShares
+from services.tenancy.replay import NonceStore
 from services.tenancy.session import (
     SeparateSettingTenantSession,
     TenantSession,
@@ -68,7 +69,10 @@ class Tenancy:
     """Lifespan state shared by every request of a tenant-aware service."""
 
     engine: Engine
-    signing_secret: str
+    # The key derived for this service's destination, and that destination (its route prefix).
+    signing_key: bytes
+    destination: str
+    nonces: NonceStore
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tenancy"))
     # Fused unless the start-up choice (TENANT_SETTING, Citus detection) said otherwise.
     tenant_setting: TenantSettingChoice = field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import ClassVar, Literal, NoReturn, Self
@@ -9,8 +10,10 @@ from typing import ClassVar, Literal, NoReturn, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
+from yarl import URL as HttpURL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
+from services.tenancy.signing import destination_key
 from services.tenancy.tenant_setting import TenantSettingMode
 
 EXIT_BAD_SETTING = 2
@@ -24,10 +27,11 @@ class TenantServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
     # The name in log lines, connections' application_name and refusals ("users-service").
     SERVICE_NAME: ClassVar[str] = "tenant-service"
+    # The gateway route prefix that reaches this service ("/users"): signatures are bound to it.
+    ROUTE_PREFIX: ClassVar[str] = ""
 
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
-    INTERNAL_SIGNING_SECRET: SecretStr = Field(min_length=16)
     # Tenants with their own `tenant` label in /metrics; the rest share "other" (SPEC §10).
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-tenant labels or usage accounting (only to measure what they cost).
@@ -41,6 +45,40 @@ class TenantServiceSettings(BaseSettings):
     TENANT_POOL_WAIT_SECONDS: float = Field(default=1.0, ge=0, le=3)
     # A tenant's statements are cancelled after this, unless the gateway signs its own value.
     TENANT_STATEMENT_TIMEOUT_MS: int = Field(default=4000, ge=1, le=MAX_STATEMENT_TIMEOUT_MS)
+    INTERNAL_SIGNING_SECRET: SecretStr | None = Field(default=None, min_length=16)
+    # Instead of the shared secret: only this service's derived key (64 hex characters), so
+    # the service cannot sign for any other destination. See docs/add-a-service.md.
+    SERVICE_SIGNING_KEY: SecretStr | None = None
+    # Overrides ROUTE_PREFIX when the gateway routes this service under another prefix.
+    SERVICE_ROUTE_PREFIX: str | None = Field(default=None, pattern=r"^(/[A-Za-z0-9._~-]+)+$")
+    # Replay protection shared by every replica; unset: each process remembers its own.
+    REDIS_URL: str | None = None
+    REPLAY_STORE_FAIL_CLOSED: bool = False
+
+    @field_validator(
+        "REDIS_URL",
+        "SERVICE_ROUTE_PREFIX",
+        "INTERNAL_SIGNING_SECRET",
+        "SERVICE_SIGNING_KEY",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("SERVICE_SIGNING_KEY")
+    @classmethod
+    def _hex_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.get_secret_value()):
+            raise ValueError("not 64 lowercase hex characters (a derived destination key)")
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and HttpURL(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("not a redis:// URL")
+        return value
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod
@@ -53,6 +91,12 @@ class TenantServiceSettings(BaseSettings):
     def _some_database(self) -> Self:
         if not (self.APP_DATABASE_URL or self.DATABASE_URL):
             raise ValueError("APP_DATABASE_URL: required (or DATABASE_URL to derive it from)")
+        if not self.destination:
+            raise ValueError("SERVICE_ROUTE_PREFIX: required (the gateway's route prefix, /x)")
+        if (self.INTERNAL_SIGNING_SECRET is None) == (self.SERVICE_SIGNING_KEY is None):
+            if self.SERVICE_SIGNING_KEY is not None:
+                raise ValueError("SERVICE_SIGNING_KEY: set it or INTERNAL_SIGNING_SECRET, not both")
+            raise ValueError("INTERNAL_SIGNING_SECRET: required (or SERVICE_SIGNING_KEY)")
         return self
 
     @classmethod
@@ -71,8 +115,17 @@ class TenantServiceSettings(BaseSettings):
         return to_psycopg2(url, application_name=self.SERVICE_NAME)
 
     @property
-    def signing_secret(self) -> str:
-        return self.INTERNAL_SIGNING_SECRET.get_secret_value()
+    def destination(self) -> str:
+        """The route prefix the gateway signs requests for this service with."""
+        return self.SERVICE_ROUTE_PREFIX or self.ROUTE_PREFIX
+
+    @property
+    def signing_key(self) -> bytes:
+        """This service's key: SERVICE_SIGNING_KEY, or derived from the shared secret."""
+        if self.SERVICE_SIGNING_KEY is not None:
+            return bytes.fromhex(self.SERVICE_SIGNING_KEY.get_secret_value())
+        assert self.INTERNAL_SIGNING_SECRET is not None  # the model validator saw to it
+        return destination_key(self.INTERNAL_SIGNING_SECRET.get_secret_value(), self.destination)
 
 
 def setting_error_line(program: str, exc: ValidationError) -> str:

@@ -15,6 +15,7 @@ class Settings(TenantServiceSettings):
     """APP_DATABASE_URL (or DATABASE_URL), INTERNAL_SIGNING_SECRET, USERS_HOST, USERS_PORT."""
 
     SERVICE_NAME: ClassVar[str] = SERVICE_NAME
+    ROUTE_PREFIX: ClassVar[str] = "/users"
 
     USERS_HOST: str = Field(default="127.0.0.1", min_length=1)
     USERS_PORT: int = Field(default=8001, ge=1, le=65535)

@@ -3,7 +3,8 @@
 1. `docker compose up --build --wait` with the `scale` profile and tests/compose/compose.test.yml,
    under a project name and env file (fresh secrets) of its own, so a developer's `make up`
    stack is left alone;
-2. the end-to-end suite (tests/e2e, through E2E_GATEWAY_URL, E2E_ADMIN_TOKEN, E2E_DATABASE_URL,
+2. the end-to-end suite (tests/e2e, through E2E_GATEWAY_URL, E2E_ADMIN_URL, E2E_ADMIN_TOKEN,
+   E2E_DATABASE_URL,
    and E2E_REDIS_URL, E2E_JWT_SECRET for the gateways and tokens the tests make themselves);
 3. the compose suite (tests/compose: images, replicas, PgBouncer);
 4. `docker compose down --volumes`, whatever happened (KEEP_STACK=1 keeps it for debugging).
@@ -53,6 +54,7 @@ def write_env_file(path: Path) -> None:
         "REDIS_GATEWAY_PASSWORD": secrets.token_hex(24),
         "REDIS_SERVICES_PASSWORD": secrets.token_hex(24),
         "GATEWAY_PUBLISHED_PORT": str(free_port()),
+        "GATEWAY_ADMIN_PUBLISHED_PORT": str(free_port()),
         "SCALE_PUBLISHED_PORT": str(free_port()),
         # A pool smaller than the clients the replicas open: the leak test needs contention.
         "PGBOUNCER_POOL_SIZE": "2",
@@ -96,6 +98,8 @@ def main() -> int:
         settings = stack.settings
         e2e_env = {
             "E2E_GATEWAY_URL": stack.url("gateway", 8000),
+            # The admin API is on the internal listener, as `make up` serves it.
+            "E2E_ADMIN_URL": stack.url("gateway", 9000),
             "E2E_ADMIN_TOKEN": settings["ADMIN_TOKEN"],
             "E2E_DATABASE_URL": stack.owner_database_url(),
             # Gateways and tokens the e2e tests make themselves must match the stack's.

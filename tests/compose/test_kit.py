@@ -154,8 +154,10 @@ def test_make_up_creates_env_with_every_required_secret_once(tmp_path: Path) -> 
     )
     assert "created" in first.stdout
     values = read_env_file(env_file)
-    for name in (*REQUIRED_SECRETS, "JWT_SECRET"):
+    for name in REQUIRED_SECRETS:
         assert len(values[name]) >= 32, name
+    # SPEC §3: JWT mode stays off unless the user sets JWT_SECRET; none is generated.
+    assert "JWT_SECRET" not in values
     assert len(set(values.values())) == len(values)  # each secret drawn on its own
     assert env_file.stat().st_mode & 0o077 == 0  # readable by its owner only
 

@@ -16,6 +16,7 @@ def signed(
 ) -> dict[str, str]:
     return sign_headers(
         secrets.signing_secret,
+        destination="/users",
         tenant_id=tenant_id,
         request_id="req-1",
         method=method,
@@ -42,6 +43,7 @@ def test_forged_signature_is_refused(users_service, admin: httpx.Client, secrets
     tenant = create_tenant(admin)
     forged = sign_headers(
         "not-the-gateways-secret-at-all",
+        destination="/users",
         tenant_id=tenant["id"],
         request_id="r",
         method="GET",
@@ -50,6 +52,8 @@ def test_forged_signature_is_refused(users_service, admin: httpx.Client, secrets
     assert httpx.get(f"{users_service.url}/users", headers=forged).status_code == 401
     genuine = signed(secrets, tenant_id=tenant["id"], method="GET", target="/users")
     assert httpx.get(f"{users_service.url}/users", headers=genuine).status_code == 200
+    # Accepted once: the very same signed request again is a replay.
+    assert httpx.get(f"{users_service.url}/users", headers=genuine).status_code == 401
 
 
 def test_signature_replayed_to_another_path_method_or_tenant_is_refused(
@@ -73,3 +77,18 @@ def test_stale_signature_is_refused(users_service, admin: httpx.Client, secrets:
         secrets, tenant_id=tenant["id"], method="GET", target="/users", now=time.time() - 120
     )
     assert httpx.get(f"{users_service.url}/users", headers=old).status_code == 401
+
+
+def test_a_repeated_client_request_id_is_correlation_not_a_replay(
+    gateway, admin: httpx.Client
+) -> None:
+    # The client's X-Request-ID is kept and echoed (SPEC §5); the gateway's nonce, not the
+    # request id, is what makes each forwarded request unique.
+    tenant = create_tenant(admin)
+    headers = {**bearer(tenant["api_key"]), "X-Request-ID": "order-42-retry"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=10) as client:
+        first = client.post("/users", json={"name": "First"})
+        second = client.post("/users", json={"name": "Second"})
+        assert (first.status_code, second.status_code) == (201, 201)
+        assert first.headers["x-request-id"] == second.headers["x-request-id"] == "order-42-retry"
+        assert [u["name"] for u in client.get("/users").json()] == ["First", "Second"]

@@ -180,6 +180,24 @@ def test_users_service_never_receives_the_owner_url_or_the_admin_token(
     assert secrets["REDIS_URL"].startswith("redis://gateway:")
 
 
+def test_admin_and_metrics_sit_on_an_internal_port_open_only_to_labelled_pods(
+    example: list[Resource],
+) -> None:
+    config = next(r for r in example if r["kind"] == "ConfigMap")
+    assert config["data"]["GATEWAY_INTERNAL_PORT"] == "9000"
+    (container,) = _one(example, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "internal", "containerPort": 9000} in container["ports"]
+    internal = _one(example, "Service", "gateway-internal")["spec"]
+    assert internal["type"] == "ClusterIP" and internal["ports"][0]["port"] == 9000
+    assert all(p["port"] != 9000 for p in _one(example, "Service", "gateway")["spec"]["ports"])
+    policy = _one(example, "NetworkPolicy", "gateway-internal-port")["spec"]
+    open_rule, internal_rule = policy["ingress"]
+    assert open_rule == {"ports": [{"protocol": "TCP", "port": 8000}]}
+    assert internal_rule["ports"] == [{"protocol": "TCP", "port": 9000}]
+    (peer,) = internal_rule["from"]
+    assert peer == {"podSelector": {"matchLabels": {"tenantkit.io/gateway-internal": "true"}}}
+
+
 def test_only_the_migrate_job_holds_the_bootstrap_or_the_owner_url(
     example: list[Resource],
 ) -> None:

@@ -147,3 +147,15 @@ def test_others_slowed_more_than_twofold_by_the_flood_fail_the_noisy_run() -> No
     assert not within_bound(quiet=quiet, flood=slowed)
     assert noisy_exit_code(quiet=quiet, flood=slowed, flooder={}) == 1
     assert noisy_exit_code(quiet=quiet, flood=held, flooder={"cross_tenant": 1}) == 1
+
+
+def test_admin_api_is_reached_on_its_own_listener_when_one_is_given() -> None:
+    from loadtests.settings import LoadSettings
+
+    same = LoadSettings.model_validate({"LOCUST_HOST": "http://gw:8000"})
+    assert same.admin_url() == "http://gw:8000"
+    assert same.admin_url("http://other:8000/") == "http://other:8000"
+    internal = LoadSettings.model_validate(
+        {"LOCUST_HOST": "http://gw:8000", "LOAD_ADMIN_URL": "http://gw:9000/"}
+    )
+    assert internal.admin_url("http://other:8000") == "http://gw:9000"

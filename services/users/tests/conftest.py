@@ -60,26 +60,39 @@ def app_engine(database: Database) -> Iterator[Engine]:
 
 
 class SignedClient:
-    """Requests to a users service, signed for a tenant as the gateway would sign them."""
+    """Requests to a service, signed for a tenant as the gateway would sign them."""
 
-    def __init__(self, client: httpx.Client, secret: str) -> None:
+    def __init__(self, client: httpx.Client, secret: str, *, destination: str = "") -> None:
         self.client = client
         self.secret = secret
+        self.destination = destination
 
-    def headers(self, method: str, target: str, tenant: int, **overrides: Any) -> dict[str, str]:
+    def headers(
+        self, method: str, target: str, tenant: int, *, body: bytes = b"", **overrides: Any
+    ) -> dict[str, str]:
         """The gateway's headers for this request (`now=` shifts the timestamp)."""
         return sign_headers(
             self.secret,
+            # Default: the target's first segment, the prefix the gateway would route it by.
+            destination=overrides.pop("destination", None)
+            or self.destination
+            or "/" + target.split("?")[0].split("/")[1],
             tenant_id=tenant,
             request_id=uuid.uuid4().hex,
             method=method,
             target=target,
+            body=body,
             **overrides,
         )
 
     def request(self, method: str, target: str, tenant: int, **kwargs: Any) -> httpx.Response:
-        headers = {**self.headers(method, target, tenant), **kwargs.pop("headers", {})}
-        return self.client.request(method, target, headers=headers, **kwargs)
+        """Send it signed over the exact body httpx will send (JSON, form or raw content)."""
+        extra_headers = kwargs.pop("headers", {})
+        built = self.client.build_request(method, target, **kwargs)
+        body = built.read()
+        built.headers.update(self.headers(method, target, tenant, body=body))
+        built.headers.update(extra_headers)
+        return self.client.send(built)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from services.tenancy.settings import TenantServiceSettings
 
 class Settings(TenantServiceSettings):
     SERVICE_NAME: ClassVar[str] = "holding-service"
+    ROUTE_PREFIX: ClassVar[str] = "/hold"
 
     HOLDING_HOST: str = "127.0.0.1"
     HOLDING_PORT: int = Field(default=8009, ge=1, le=65535)

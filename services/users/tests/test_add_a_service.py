@@ -94,7 +94,7 @@ def notes(
     )
     try:
         with httpx.Client(base_url=service.url, timeout=10) as client:
-            yield SignedClient(client, secrets.signing_secret)
+            yield SignedClient(client, secrets.signing_secret, destination="/notes")
     finally:
         service.stop()
 

@@ -50,7 +50,12 @@ async def _burst(url: str, secret: str, tenant: int) -> list[int]:
 
         async def one() -> int:
             headers = sign_headers(
-                secret, tenant_id=tenant, request_id=uuid.uuid4().hex, method="GET", target="/users"
+                secret,
+                destination="/users",
+                tenant_id=tenant,
+                request_id=uuid.uuid4().hex,
+                method="GET",
+                target="/users",
             )
             return (await client.get("/users", headers=headers)).status_code
 

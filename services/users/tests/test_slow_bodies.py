@@ -39,7 +39,8 @@ def _open_trickle(api: SignedClient, tenant: int, user_id: int) -> socket.socket
     url = httpx.URL(str(api.client.base_url))
     target = f"/users/{user_id}"
     headers = {
-        **api.headers("PATCH", target, tenant),
+        # Signed over the whole body it will (eventually) send: the MAC covers its SHA-256.
+        **api.headers("PATCH", target, tenant, body=_padded_body("Trickled")),
         "Host": f"{url.host}:{url.port}",
         "Content-Type": "application/json",
         "Content-Length": str(BODY_BYTES),

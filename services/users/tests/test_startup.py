@@ -63,6 +63,11 @@ def test_a_malformed_setting_stops_the_process_with_exit_2_and_one_line() -> Non
         ({"USERS_PORT": "70000"}, "USERS_PORT"),
         ({"INTERNAL_SIGNING_SECRET": None}, "INTERNAL_SIGNING_SECRET"),
         ({"INTERNAL_SIGNING_SECRET": "short"}, "INTERNAL_SIGNING_SECRET"),
+        ({"SERVICE_SIGNING_KEY": "ab" * 32}, "SERVICE_SIGNING_KEY"),  # beside the secret
+        ({"INTERNAL_SIGNING_SECRET": None, "SERVICE_SIGNING_KEY": "xyz"}, "SERVICE_SIGNING_KEY"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"SERVICE_ROUTE_PREFIX": "users"}, "SERVICE_ROUTE_PREFIX"),
+        ({"REPLAY_STORE_FAIL_CLOSED": "perhaps"}, "REPLAY_STORE_FAIL_CLOSED"),
         ({"APP_DATABASE_URL": "mysql://u@h/db"}, "APP_DATABASE_URL"),
         ({"APP_DATABASE_URL": None, "DATABASE_URL": None}, "APP_DATABASE_URL"),
         ({"TENANT_SETTING": "sometimes"}, "TENANT_SETTING"),
