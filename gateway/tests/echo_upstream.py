@@ -56,6 +56,7 @@ async def echo(request: Request) -> Response:
         "tenant_id": context.tenant_id,
         "request_id": context.request_id,
         "nonce": context.nonce,
+        "extra": dict(context.extra),
         "method": request.method,
         "target": target,
         "headers": [
