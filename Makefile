@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-observe test-deep lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
+# fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
+.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +32,9 @@ test-observe: $(INSTALLED) ## The dashboard's queries against Debian's prometheu
 
 test-deep: $(INSTALLED) ## Nightly-sized: the stateful isolation test with 200 examples (~30 min)
 	ISOLATION_EXAMPLES=200 $(PY) -m pytest tests/e2e/test_isolation_stateful.py
+
+fuzz: $(INSTALLED) ## Schemathesis on the gateway's /openapi.json, each API with its credential, big budget
+	FUZZ_MAX_EXAMPLES=300 $(PY) -m pytest tests/e2e/test_fuzz.py -p no:cacheprovider --timeout 3000
 
 lint: $(INSTALLED) ## ruff, mypy, bandit (high severity fails) and pip-audit (a known vulnerability fails)
 	$(VENV)/bin/ruff check .

@@ -68,7 +68,9 @@ def bench_tenant(stack: HttpStack) -> Iterator[BenchTenant]:
 def _delete_tenant(stack: HttpStack, tenant_id: int) -> None:
     with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
         client.delete(
-            f"/admin/tenants/{tenant_id}", headers={"Authorization": f"Bearer {stack.admin_token}"}
+            f"/admin/tenants/{tenant_id}",
+            params={"purge": "true"},
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
         )
 
 

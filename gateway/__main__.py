@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
@@ -12,6 +11,7 @@ from gateway.config import Settings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.listeners import bind
 from gateway.main import create_app
+from services.tenancy.logs import configure_logging
 from services.tenancy.settings import EXIT_BAD_SETTING
 
 
@@ -23,16 +23,20 @@ def main() -> None:
         # Otherwise it would run "degraded" for ever, every Redis call failing alike.
         print(f"gateway: invalid setting REDIS_URL: Redis refused it: {refused}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_SETTING)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging("gateway", settings.LOG_FORMAT)
     refuse_powerful_role(settings.database_url(), program="gateway", application_name="gateway")
+    lifecycle_url = settings.lifecycle_database_url()
+    if lifecycle_url:
+        # Purge, export and import rely on RLS too: the same refusal for their role.
+        refuse_powerful_role(lifecycle_url, program="gateway", application_name="gateway")
     config = uvicorn.Config(
         create_app(settings),
         # The gateway does not advertise its software; Date is kept.
         server_header=False,
         proxy_headers=False,
         log_level="info",
-        # A log line per request cost ~4 % of the gateway's CPU (issue 10's profile); requests
-        # are counted in /metrics, and the services run without an access log too.
+        log_config=log_config,
+        # services.tenancy.accesslog writes the one line per request.
         access_log=False,
         timeout_graceful_shutdown=5,
     )

@@ -79,6 +79,8 @@ async def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise _not_found(exc) from exc
     except store.DuplicateTenant as exc:
         raise GatewayError(409, str(exc)) from exc
+    except store.TenantPendingDeletion as exc:
+        raise GatewayError(409, "tenant is pending deletion: restore it first") from exc
 
 
 async def _change(
@@ -99,6 +101,8 @@ async def _change(
         raise _not_found(exc) from exc
     except store.DuplicateTenant as exc:
         raise GatewayError(409, str(exc)) from exc
+    except store.TenantPendingDeletion as exc:
+        raise GatewayError(409, "tenant is pending deletion: restore it first") from exc
 
 
 @router.post("/tenants", status_code=201)
@@ -144,22 +148,6 @@ async def patch_tenant(tenant_id: TenantId, body: TenantPatch, state: StateDep) 
         tenant_id=tenant_id,
     )
     return TenantOut.of(tenant)
-
-
-@router.delete("/tenants/{tenant_id}", status_code=204)
-async def delete_tenant(tenant_id: TenantId, state: StateDep) -> Response:
-    """Delete the tenant, its keys, and all its rows in every service (ON DELETE CASCADE)."""
-    await _change(
-        state,
-        store.delete_tenant,
-        state.engine,
-        tenant_id,
-        plan=lambda done: invalidation.plan(
-            tenant_id=done[0].id, slug=done[0].slug, key_digests=done[1]
-        ),
-        tenant_id=tenant_id,
-    )
-    return Response(status_code=204)
 
 
 @router.post("/tenants/{tenant_id}/api-keys", status_code=201)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import invalidation, store, usage
+from gateway import archive, cli_lifecycle, invalidation, lifecycle, store, usage
 from gateway.config import CliSettings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.schemas import KeyCreated, TenantCreate, TenantOut, TenantPatch
@@ -79,12 +79,8 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
         _print(TenantOut.of(tenant).model_dump(mode="json"))
     elif args.action == "usage":
         _usage(args, engine, settings)
-    elif args.action == "delete":
-        tenant, digests = store.delete_tenant(engine, args.id)
-        _publish(
-            settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug, key_digests=digests)
-        )
-        print(f"deleted tenant {tenant.id} ({tenant.name})")
+    elif args.action in cli_lifecycle.VERBS:
+        cli_lifecycle.run(args, engine, settings, lambda k, m: _publish(settings, k, m))
 
 
 def _usage(args: argparse.Namespace, engine: Engine, settings: CliSettings) -> None:
@@ -150,7 +146,9 @@ def parser() -> argparse.ArgumentParser:
     groups = top.add_subparsers(dest="group", required=True)
 
     tenants = groups.add_parser(
-        "tenants", help="create, list, update, suspend, activate, delete, usage"
+        "tenants",
+        help="create, list, update, suspend, activate, delete, restore, purge, export, import, "
+        "usage",
     )
     t = tenants.add_subparsers(dest="action", required=True)
     create = t.add_parser("create", help="create a tenant and print its first API key")
@@ -164,8 +162,9 @@ def parser() -> argparse.ArgumentParser:
     update.add_argument("id", type=int)
     for field, (flag, text) in _LIMITS.items():
         update.add_argument(flag, dest=field, type=_limit, default=_UNSET, help=text)
-    for action in ("suspend", "activate", "delete"):
+    for action in ("suspend", "activate"):
         t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
+    cli_lifecycle.add_parsers(t)
     used = t.add_parser("usage", help="requests, errors, p95, database time, rows, bytes")
     used.add_argument("id", type=int)
     used.add_argument("--window-seconds", type=int, default=3600)
@@ -198,8 +197,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = "key" if isinstance(exc, store.KeyNotFound) else "tenant"
         print(f"cli: no such {what}: {exc}", file=sys.stderr)
         return 1
-    except (store.DuplicateTenant, UsageUnavailable) as exc:
+    except (
+        store.DuplicateTenant,
+        archive.BadArchive,
+        cli_lifecycle.CliRefusal,
+        lifecycle.PurgeRunning,
+        lifecycle.PurgeIncomplete,
+        UsageUnavailable,
+    ) as exc:
         print(f"cli: {exc}", file=sys.stderr)
+        return 1
+    except store.TenantPendingDeletion as exc:
+        print(f"cli: tenant {exc} is pending deletion: restore it first", file=sys.stderr)
+        return 1
+    except lifecycle.NotPendingDeletion as exc:
+        print(f"cli: tenant {exc} is not pending deletion (or its purge began)", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
         print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from typing import Annotated, Literal, Self
 
@@ -10,8 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from yarl import URL
 
-from services.tenancy.dburl import derive_gateway_url, plain, to_psycopg2
-from services.tenancy.settings import stop_on_bad_setting
+from services.tenancy.dburl import derive_app_url, derive_gateway_url, plain, to_psycopg2
+from services.tenancy.logs import LogFormat
+from services.tenancy.settings import otlp_endpoint, stop_on_bad_setting
 
 CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
 IDENTIFICATION_MODES = frozenset({"subdomain", "header"})
@@ -59,8 +62,16 @@ class GatewayDatabase(BaseSettings):
     GATEWAY_DATABASE_URL: str | None = None
     # Only to derive the gateway role's URL from (migrations derive the same one).
     DATABASE_URL: str | None = None
+    # The services' role, used only by the tenant lifecycle (purge, export, import): the
+    # gateway role has no rights on tenant tables. Unset: derived from DATABASE_URL.
+    APP_DATABASE_URL: str | None = None
+    TENANT_DELETION_GRACE_SECONDS: int = Field(default=2_592_000, ge=0, le=10 * 365 * 86400)
+    # The HMAC key of deletion certificates; unset: derived from ADMIN_TOKEN.
+    DELETION_CERTIFICATE_SECRET: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
 
-    _postgres_url = field_validator("GATEWAY_DATABASE_URL", "DATABASE_URL")(_check_postgres_url)
+    _postgres_url = field_validator("GATEWAY_DATABASE_URL", "DATABASE_URL", "APP_DATABASE_URL")(
+        _check_postgres_url
+    )
 
     @model_validator(mode="after")
     def _some_database(self) -> Self:
@@ -84,6 +95,19 @@ class GatewayDatabase(BaseSettings):
         if self.GATEWAY_DATABASE_URL:
             return self.GATEWAY_DATABASE_URL
         return plain(derive_gateway_url(self.DATABASE_URL or ""))
+
+    def lifecycle_database_url(self) -> str | None:
+        """APP_DATABASE_URL, else the services' role derived from DATABASE_URL, else None."""
+        if self.APP_DATABASE_URL:
+            return self.APP_DATABASE_URL
+        return plain(derive_app_url(self.DATABASE_URL)) if self.DATABASE_URL else None
+
+    def certificate_key(self) -> bytes | None:
+        """The HMAC key of deletion certificates (None when neither secret is set)."""
+        secret = self.DELETION_CERTIFICATE_SECRET or getattr(self, "ADMIN_TOKEN", None)
+        if not secret:
+            return None
+        return hmac.new(secret.encode(), b"tenantkit-deletion-certificate", hashlib.sha256).digest()
 
 
 class Settings(GatewayDatabase):
@@ -130,6 +154,12 @@ class Settings(GatewayDatabase):
     # When set, /admin and /metrics are served here (and /admin no longer on GATEWAY_PORT).
     GATEWAY_INTERNAL_PORT: int | None = Field(default=None, ge=1, le=65535)
     GATEWAY_INTERNAL_HOST: str | None = None
+    LOG_FORMAT: LogFormat = "json"
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+    # How often the merged /openapi.json asks each upstream for its document again.
+    OPENAPI_REFRESH_SECONDS: float = Field(default=60, gt=0, le=86400)
+
+    _otlp_endpoint = field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")(otlp_endpoint)
 
     @field_validator(
         "JWT_SECRET",
@@ -233,3 +263,5 @@ class CliSettings(GatewayDatabase):
     """What `python -m gateway.cli` needs: the database, and Redis to publish invalidations."""
 
     REDIS_URL: str | None = None
+    # Only to derive the deletion certificates' key when DELETION_CERTIFICATE_SECRET is unset.
+    ADMIN_TOKEN: str | None = None

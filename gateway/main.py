@@ -6,10 +6,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
+import aiohttp
 from fastapi import FastAPI
 
-from gateway import admin, health, observe, ownpaths, pipeline
+from gateway import (
+    admin,
+    admin_lifecycle,
+    health,
+    observe,
+    openapi,
+    ownpaths,
+    pipeline,
+    purger,
+    tenantdata,
+)
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
@@ -27,10 +39,22 @@ from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
 from services.tenancy.signing import Signer
-from services.tenancy.telemetry import native_telemetry
+from services.tenancy.telemetry import fastapi_native_telemetry, logs_and_traces
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("gateway")
+
+
+def proxy_spans(provider: TracerProvider | None) -> list[aiohttp.TraceConfig] | None:
+    """A span per proxied call (and its traceparent injected) when tracing is on."""
+    if provider is None:
+        return None
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config(tracer_provider=provider)]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -44,7 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
         redis = RedisLink(make_client(settings.REDIS_URL, max_connections=pool), max_in_flight=pool)
         # Pub/sub blocks on reads by design, so it gets its own client without a read timeout.
         pubsub_client = make_client(settings.REDIS_URL, socket_timeout=None)
-        session = make_session(timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS)
+        session = make_session(
+            timeout_seconds=settings.UPSTREAM_TIMEOUT_SECONDS,
+            trace_configs=proxy_spans(tracer_provider),
+        )
         directory = TenantDirectory(
             engine=engine,
             redis=redis,
@@ -85,22 +112,36 @@ def create_app(settings: Settings) -> FastAPI:
                 enabled=fair,
             ),
         )
+        app_url = settings.lifecycle_database_url()
+        state.lifecycle = purger.Lifecycle(
+            engine=engine,
+            app_engine=tenantdata.make_app_engine(app_url) if app_url else None,
+            key=settings.certificate_key() or b"",
+            grace_seconds=settings.TENANT_DELETION_GRACE_SECONDS,
+        )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
+        purging = asyncio.create_task(purger.run_purger(state.lifecycle, invalidator))
+        docs_refresher = asyncio.create_task(merged_openapi.keep_fresh(session))
         stop_flushing = asyncio.Event()
         flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, purging, docs_refresher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             stop_flushing.set()
             await flusher  # its last flush: a restart loses no counted request
+            if state.lifecycle.app_engine is not None:
+                state.lifecycle.app_engine.dispose()
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()
             await pubsub_client.aclose()
             engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans not yet exported
 
     app = FastAPI(
         title="tenantkit gateway",
@@ -110,12 +151,22 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
         # A redirect from /users to /users/ would hand the client the upstream's address.
         redirect_slashes=False,
-        telemetry=native_telemetry(),
+        telemetry=fastapi_native_telemetry(),
     )
     app.add_exception_handler(GatewayError, handle_gateway_error)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(admin_lifecycle.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+    # The admin API is described only where it is served: not once it has moved to the
+    # internal listener (GATEWAY_INTERNAL_PORT), whose clients hold the admin token anyway.
+    merged_openapi = openapi.MergedOpenApi(
+        own=app.openapi,
+        routes=RouteTable(settings.routes),
+        refresh_seconds=settings.OPENAPI_REFRESH_SECONDS,
+        describe_admin=settings.GATEWAY_INTERNAL_PORT is None,
+    )
+    openapi.install(app, merged_openapi)
     # Before the catch-all: an unknown method on the gateway's own paths is a 405.
     own = [*health.router.routes, *admin.router.routes, *app.router.routes]
     ownpaths.refuse_other_methods(app, own, METHODS)
@@ -128,6 +179,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(CountResponses, metrics=metrics)
     observe.install(app, settings=settings, metrics=metrics)
+    # Outside the admin gate, so refused admin calls get their log line too; the lifespan
+    # reads tracer_provider when it runs, after this assignment.
+    tracer_provider = logs_and_traces(
+        app, service="gateway", otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    )
     # Added last, so outermost: every answer, errors included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -24,7 +24,7 @@ def _headers_fit(request: Request) -> None:
         raise GatewayError(431, "request headers too large")
 
 
-def _route(state: GatewayState, path: str) -> tuple[str, str]:
+def _route(request: Request, state: GatewayState, path: str) -> tuple[str, str]:
     # Dot segments could make one service's prefix reach another's path after normalising.
     segments = path.split("/")
     if "." in segments or ".." in segments:
@@ -32,6 +32,8 @@ def _route(state: GatewayState, path: str) -> tuple[str, str]:
     route = state.routes.route(path)
     if route is None:
         raise GatewayError(404, "no route for this path")
+    # The log line's route: the prefix, never the raw path (ids and junk stay out of logs).
+    request.state.route = route[0] + "/*"
     return route
 
 
@@ -40,7 +42,7 @@ async def handle(request: Request) -> Response:
     state: GatewayState = request.state.gateway
     settings = state.settings
     _headers_fit(request)
-    destination, upstream = _route(state, request.scope["path"])
+    destination, upstream = _route(request, state, request.scope["path"])
 
     claims = identity.identify(
         request.headers, modes=settings.GATEWAY_AUTH_MODES, base_domain=settings.GATEWAY_BASE_DOMAIN
@@ -98,7 +100,8 @@ async def handle(request: Request) -> Response:
                 session=state.session,
                 url=upstream + target,
                 body=body,
-                extra_headers=signed,
+                # traceparent is end to end and outside the signature: this hop is the parent.
+                extra_headers={**signed, "traceparent": req.state.trace.traceparent()},
                 response_headers=limit_headers,
             ),
         )

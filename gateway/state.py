@@ -17,6 +17,7 @@ from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import Metrics
 from gateway.proxy import RouteTable
+from gateway.purger import Lifecycle
 from gateway.ratelimit import RateLimiter
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
@@ -38,6 +39,7 @@ class GatewayState:
     signer: Signer
     admission: Admission
     key_guard: KeyLookupGuard
+    lifecycle: Lifecycle | None = None
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    delete,
     func,
     insert,
     select,
@@ -71,6 +70,10 @@ api_keys = Table(
 
 class TenantNotFound(Exception):
     """No tenant has this id."""
+
+
+class TenantPendingDeletion(Exception):
+    """The tenant is pending deletion: only restore (or purge) may change it."""
 
 
 class KeyNotFound(Exception):
@@ -259,34 +262,18 @@ def update_tenant(engine: Engine, tenant_id: int, changes: dict[str, Any]) -> Te
         with engine.begin() as conn:
             row = conn.execute(
                 update(tenants)
-                .where(tenants.c.id == tenant_id)
+                .where(tenants.c.id == tenant_id, tenants.c.status != "pending_deletion")
                 .values(**changes)
                 .returning(tenants)
             ).first()
     except IntegrityError as exc:
         raise (_duplicate(exc) or exc) from exc
     if row is None:
+        # PATCH {"status": "active"} must not be a way around restore's rules.
+        if find_tenant(engine, tenant_id) is not None:
+            raise TenantPendingDeletion(tenant_id)
         raise TenantNotFound(tenant_id)
     return _tenant(row)
-
-
-def delete_tenant(engine: Engine, tenant_id: int) -> tuple[TenantRecord, list[bytes]]:
-    """Delete a tenant; its keys and every row of tenant data go with it (ON DELETE CASCADE).
-
-    Returns the tenant and the digests of its keys, so that caches can forget them.
-    """
-    with engine.begin() as conn:
-        digests = list(
-            conn.execute(
-                select(api_keys.c.key_hash).where(api_keys.c.tenant_id == tenant_id)
-            ).scalars()
-        )
-        row = conn.execute(
-            delete(tenants).where(tenants.c.id == tenant_id).returning(tenants)
-        ).first()
-    if row is None:
-        raise TenantNotFound(tenant_id)
-    return _tenant(row), [bytes(d) for d in digests]
 
 
 def create_key(engine: Engine, tenant_id: int) -> tuple[KeyRecord, str]:

@@ -175,9 +175,11 @@ class TenantDirectory:
 
 
 async def validate_tenant(directory: TenantDirectory, tenant_id: int) -> TenantRecord:
-    """The tenant a request will act for: 404 when it does not exist, 403 when suspended."""
+    """The tenant a request will act for: 404 when it does not exist (or is being deleted),
+    403 when suspended."""
     tenant = await directory.tenant(tenant_id)
-    if tenant is None:
+    # A tenant pending deletion answers as if gone (SPEC §5): its data is only kept, not served.
+    if tenant is None or tenant.status == "pending_deletion":
         raise GatewayError(404, "tenant not found")
     if not tenant.active:
         raise GatewayError(403, "tenant is suspended")

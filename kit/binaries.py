@@ -45,6 +45,12 @@ class PgBinaries:
     def tool(self, name: str) -> Path:
         return self.bindir / name
 
+    def has_library(self, name: str) -> bool:
+        """Whether a server module (`pg_stat_statements`, say) ships with these binaries."""
+        # lib/ beside bin/ (the embedded build, Debian's /usr/lib/postgresql/N) or lib/postgresql/.
+        libdir = self.bindir.parent / "lib"
+        return any((d / f"{name}.so").exists() for d in (libdir, libdir / "postgresql"))
+
 
 def _major_of(bindir: Path) -> int | None:
     try:

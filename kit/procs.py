@@ -49,6 +49,10 @@ SETTINGS = (
     "GATEWAY_PORT",
     "USERS_HOST",
     "USERS_PORT",
+    # A developer's LOG_FORMAT=text must not change what the tests parse.
+    "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OPENAPI_REFRESH_SECONDS",
 )
 _BIND_ERROR = "address already in use"
 

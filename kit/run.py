@@ -46,6 +46,8 @@ GATEWAY_PASSTHROUGH = (
     "REDIS_MAX_CONNECTIONS",
     # The gateway reads the fairness switch too (kit.procs strips it from inherited settings).
     "TENANT_FAIRNESS",
+    "OPENAPI_REFRESH_SECONDS",
+    *("LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
 )
 # Settings the user may export that every service reads as they are (fairness, SPEC §3).
 SERVICES_PASSTHROUGH = (
@@ -54,6 +56,8 @@ SERVICES_PASSTHROUGH = (
     "TENANT_POOL_WAIT_SECONDS",
     "TENANT_STATEMENT_TIMEOUT_MS",
 )
+# What every process (the services too) takes from `make run`'s environment.
+OBSERVE_PASSTHROUGH = ("LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 # Stopping everything must fit in the SPEC's 10 s: services first, then the servers.
 SERVICES_STOP_SECONDS = 4.0
 SERVERS_STOP_SECONDS = 4.0
@@ -168,6 +172,7 @@ class Runner:
             "users",
             self.config.users_port,
             {
+                **{k: environ[k] for k in OBSERVE_PASSTHROUGH if k in environ},
                 **{k: environ[k] for k in USERS_PASSTHROUGH if k in environ},
                 **{k: environ[k] for k in SERVICES_PASSTHROUGH if k in environ},
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
@@ -182,6 +187,8 @@ class Runner:
             {
                 **gateway_env,
                 "GATEWAY_DATABASE_URL": roles["GATEWAY_DATABASE_URL"],
+                # Only for the tenant lifecycle (purge, export, import): docs/lifecycle.md.
+                "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "REDIS_URL": redis_url,
                 "ADMIN_TOKEN": admin_token,
                 "INTERNAL_SIGNING_SECRET": signing_secret,

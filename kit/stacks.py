@@ -113,11 +113,11 @@ def new_database(server: PgServer, *, log_dir: Path, name: str | None = None) ->
     url = server.create_database(name, template=_TEMPLATE)
     _copy_database_acl(server, _TEMPLATE, name)
     database = Database.derived(name, url)
-    _reset_role_passwords(server, database)
+    reset_role_passwords(server, database)
     return database
 
 
-def _reset_role_passwords(server: PgServer, database: Database) -> None:
+def reset_role_passwords(server: PgServer, database: Database) -> None:
     """The roles' derived passwords, as a migration run on this database would set them.
 
     Roles are cluster-wide: a test (or `make run` on the session's server) that migrated
@@ -182,6 +182,8 @@ def gateway_env(
     """The gateway's settings for one stack: modes api_key,jwt,subdomain on example.test."""
     return {
         "GATEWAY_DATABASE_URL": database.gateway_url,
+        # The tenant lifecycle (purge, export, import) works on tenant tables as this role.
+        "APP_DATABASE_URL": database.app_url,
         "REDIS_URL": redis_url,
         "USERS_URL": users_url,
         "ADMIN_TOKEN": secrets.admin_token,

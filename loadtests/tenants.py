@@ -104,8 +104,8 @@ class AdminClient:
         return body
 
     def delete(self, tenant_id: int) -> None:
-        """Delete a tenant and all its rows; an already deleted one is fine."""
-        response = self._client.delete(f"/admin/tenants/{tenant_id}")
+        """Purge a tenant and all its rows now (no grace period); an already gone one is fine."""
+        response = self._client.delete(f"/admin/tenants/{tenant_id}", params={"purge": "true"})
         if response.status_code not in (204, 404):
             raise AdminError(f"DELETE /admin/tenants/{tenant_id} answered {response.status_code}")
 

@@ -217,5 +217,8 @@ def test_delete_removes_the_tenant_and_its_keys(
     tenant = create_tenant(echo_admin)
     assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
     assert echo_admin.delete(f"/admin/tenants/{tenant['id']}").status_code == 204
+    assert echo_admin.get(f"/admin/tenants/{tenant['id']}").json()["status"] == "pending_deletion"
+    assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 404
+    assert echo_admin.delete(f"/admin/tenants/{tenant['id']}?purge=true").status_code == 204
     assert echo_admin.get(f"/admin/tenants/{tenant['id']}").status_code == 404
     assert echo_client.get("/users", headers=bearer(tenant["api_key"])).status_code == 401

@@ -22,7 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database.url, "REDIS_URL": redis.url},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": database.url,
+            "REDIS_URL": redis.url,
+            "DELETION_CERTIFICATE_SECRET": "cli-test-certificate-secret",
+        },
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -32,7 +37,7 @@ def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.Comple
 
 
 def test_operator_lifecycle_through_the_cli(
-    database: Database, redis_server: RedisServer, echo_gateway: ServiceProcess
+    database: Database, redis_server: RedisServer, echo_gateway: ServiceProcess, tmp_path: Path
 ) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return cli(*args, database=database, redis=redis_server)
@@ -62,7 +67,24 @@ def test_operator_lifecycle_through_the_cli(
     assert wait_for(lambda: status(second["api_key"]) == 401, within=1.0) <= 1.0
 
     assert run("tenants", "delete", str(tenant["id"])).returncode == 0
+    assert wait_for(lambda: status(tenant["api_key"]) == 404, within=1.0) <= 1.0
+    restored = run("tenants", "restore", str(tenant["id"]))
+    assert restored.returncode == 0 and json.loads(restored.stdout)["status"] == "active"
+    assert wait_for(lambda: status(tenant["api_key"]) == 200, within=1.0) <= 1.0
+    assert run("tenants", "restore", str(tenant["id"])).returncode == 1  # not pending
+
+    archive = tmp_path / "tenant.tar.gz"
+    exported = run("tenants", "export", str(tenant["id"]), "-o", str(archive))
+    assert exported.returncode == 0 and "rows exported" in exported.stderr, exported.stderr
+    copy = run("tenants", "import", str(archive), "--name", f"{name} copy", "--slug", "cli-copy")
+    assert copy.returncode == 0, copy.stderr
+    assert status(json.loads(copy.stdout)["api_key"]) == 200
+
+    purged = run("tenants", "delete", str(tenant["id"]), "--purge")
+    assert purged.returncode == 0 and "rows deleted" in purged.stderr, purged.stderr
+    assert json.loads(purged.stdout)["tenant_id"] == tenant["id"]
     assert wait_for(lambda: status(tenant["api_key"]) == 401, within=1.0) <= 1.0
+    assert run("tenants", "purge", str(json.loads(copy.stdout)["id"])).returncode == 0
 
 
 def test_cli_refusals_exit_non_zero_with_a_reason(

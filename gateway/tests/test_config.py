@@ -139,6 +139,9 @@ def _load_refusal(
         ("GATEWAY_CACHE_SECRET", "short"),
         ("GATEWAY_REPLICAS", "0"),
         ("REDIS_MAX_CONNECTIONS", "none"),
+        ("LOG_FORMAT", "yaml"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("OPENAPI_REFRESH_SECONDS", "0"),
     ],
 )
 def test_malformed_setting_stops_the_gateway_with_one_line_naming_it(

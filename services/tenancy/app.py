@@ -21,11 +21,12 @@ from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.body import ReadBodyFirst
 from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
+from services.tenancy.logs import configure_logging
 from services.tenancy.observe import ServiceMetrics
 from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
-from services.tenancy.telemetry import native_telemetry
+from services.tenancy.telemetry import fastapi_native_telemetry, logs_and_traces
 from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
@@ -72,6 +73,10 @@ def create_tenant_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = create_tenant_engine(settings.database_url(), application_name=name)
+        if tracer_provider is not None:
+            from services.tenancy.tracing import instrument_engine
+
+            instrument_engine(engine, tracer_provider)
         metrics.watch(engine)
         nonces = NonceStore(
             settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
@@ -101,15 +106,22 @@ def create_tenant_app(
         finally:
             await nonces.aclose()
             engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the spans not yet exported
 
     async def domain_error(_request: Request, error: Exception) -> JSONResponse:
         status, detail = error_map[type(error)]
         return JSONResponse({"detail": detail}, status_code=status)
 
     app = FastAPI(
-        title=title, lifespan=lifespan, redirect_slashes=False, telemetry=native_telemetry()
+        title=title, lifespan=lifespan, redirect_slashes=False, telemetry=fastapi_native_telemetry()
     )
     metrics.install(app)
+    # Before TrailingSlashInsensitive, so inside it: the log line sees the scope the router
+    # matched. The lifespan reads tracer_provider when it runs, after this assignment.
+    tracer_provider = logs_and_traces(
+        app, service=name, otlp_endpoint=settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    )
     app.add_middleware(TrailingSlashInsensitive)
     # Outermost: the body is complete before routing, so no dependency's query waits on it.
     app.add_middleware(ReadBodyFirst)
@@ -151,8 +163,9 @@ def audit_before_serving(name: str, url: URL) -> None:
 
 def serve(app: FastAPI, settings: TenantServiceSettings, *, host: str, port: int) -> None:
     """`python -m services.<name>`: audit the database, then serve until SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    log_config = configure_logging(settings.SERVICE_NAME, settings.LOG_FORMAT)
     audit_before_serving(settings.SERVICE_NAME, settings.database_url())
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    # access_log=False: services.tenancy.accesslog writes the one line per request.
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", access_log=False, log_config=log_config
+    )

@@ -106,6 +106,16 @@ _ROLE_SETTINGS = text(
 REQUIRED_ROLE_SETTINGS = ("statement_timeout", "idle_in_transaction_session_timeout")
 
 
+def tenant_tables(conn: Connection) -> list[str]:
+    """The tenant tables this role may touch (schema-qualified), from the audit's own query.
+
+    One registry for the audit, the purge and the export: a new service's tables are covered
+    as soon as its migration grants the services' role on them.
+    """
+    rows = conn.execute(_TENANT_RELATIONS).mappings()
+    return [r["name"] for r in rows if r["kind"] in ("r", "p") and not r["owned"]]
+
+
 class UnsafeDatabase(Exception):
     """The database would let this service read or write across tenants."""
 

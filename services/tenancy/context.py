@@ -77,7 +77,9 @@ async def signed_context(request: Request) -> TenantContext:
         raise HTTPException(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail="replay store unavailable"
         ) from None
-    request.state.tenant_id = context.tenant_id  # for the per-tenant metrics
+    # For the per-tenant metrics and the request's log line: ids the gateway vouched for.
+    request.state.tenant_id = context.tenant_id
+    request.state.request_id = context.request_id
     return context
 
 

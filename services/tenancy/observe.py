@@ -6,12 +6,14 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
 from services.tenancy.dbcost import DbStats, ReportCost, install_cost_hooks
 from services.tenancy.settings import TenantServiceSettings
+from services.tenancy.tablecost import TableCost
 from services.tenancy.tenantmetrics import MeasureRequests, RequestStats
 from services.tenancy.topk import TopTenants
 
@@ -30,6 +32,8 @@ class ServiceMetrics:
 
     def __init__(self, settings: TenantServiceSettings) -> None:
         top = TopTenants(settings.METRICS_TENANT_TOP_K) if settings.METRICS_PER_TENANT else None
+        self.top = top
+        self.table_cost_seconds = settings.METRICS_TABLE_COST_SECONDS
         self.registry = CollectorRegistry()
         self.requests = RequestStats(PREFIX, top)
         self.db = DbStats(PREFIX, top)
@@ -40,7 +44,9 @@ class ServiceMetrics:
         """Add `/metrics` and the middlewares that measure every request."""
 
         async def metrics(_request: Request) -> Response:
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            # In a worker thread: a scrape may recount table rows (tablecost) in PostgreSQL.
+            body = await run_in_threadpool(generate_latest, self.registry)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
 
         app.add_route("/metrics", metrics, methods=["GET"])
         app.add_middleware(ReportCost)
@@ -49,3 +55,7 @@ class ServiceMetrics:
     def watch(self, engine: Engine) -> None:
         """Charge every statement on `engine` to its tenant."""
         install_cost_hooks(engine, self.db)
+        if self.top is not None:
+            self.registry.register(
+                TableCost(PREFIX, engine, self.top, refresh_seconds=self.table_cost_seconds)
+            )

@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL
 from yarl import URL as HttpURL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
+from services.tenancy.logs import LogFormat
 from services.tenancy.signing import destination_key
 from services.tenancy.tenant_setting import TenantSettingMode
 
@@ -36,6 +37,11 @@ class TenantServiceSettings(BaseSettings):
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-tenant labels or usage accounting (only to measure what they cost).
     METRICS_PER_TENANT: bool = True
+    # Rows/bytes per top-K tenant per tenant table are recounted at most this often (on scrape).
+    METRICS_TABLE_COST_SECONDS: int = Field(default=60, ge=1, le=86_400)
+    LOG_FORMAT: LogFormat = "json"
+    # Spans are exported only when this is set (OTLP over HTTP, e.g. http://collector:4318).
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
     # auto: the tenant is set in its own round trip on Citus, inside the first statement elsewhere.
     TENANT_SETTING: TenantSettingMode = "auto"
     # Fairness (docs/fairness.md): `off` lifts the per-tenant share of the pool, for the
@@ -79,6 +85,11 @@ class TenantServiceSettings(BaseSettings):
         if value is not None and HttpURL(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("not a redis:// URL")
         return value
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")
+    @classmethod
+    def _endpoint(cls, value: object) -> object:
+        return otlp_endpoint(value)
 
     @field_validator("APP_DATABASE_URL", "DATABASE_URL")
     @classmethod
@@ -126,6 +137,15 @@ class TenantServiceSettings(BaseSettings):
             return bytes.fromhex(self.SERVICE_SIGNING_KEY.get_secret_value())
         assert self.INTERNAL_SIGNING_SECRET is not None  # the model validator saw to it
         return destination_key(self.INTERNAL_SIGNING_SECRET.get_secret_value(), self.destination)
+
+
+def otlp_endpoint(value: object) -> object:
+    """Empty means unset; otherwise an http(s) URL."""
+    if value in (None, ""):
+        return None
+    if not str(value).startswith(("http://", "https://")):
+        raise ValueError("not an http(s):// URL of an OTLP/HTTP receiver")
+    return value
 
 
 def setting_error_line(program: str, exc: ValidationError) -> str:

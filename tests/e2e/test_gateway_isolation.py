@@ -111,6 +111,6 @@ def test_deleting_a_tenant_removes_its_users_and_leaves_others(
             assert (
                 client.post("/users", json={"name": name}, headers=bearer(key)).status_code == 201
             )
-        assert admin.delete(f"/admin/tenants/{a['id']}").status_code == 204
+        assert admin.delete(f"/admin/tenants/{a['id']}?purge=true").status_code == 204
         assert client.get("/users", headers=bearer(a["api_key"])).status_code == 401
         assert [u["name"] for u in users_of(client, b["api_key"])] == ["Bea"]

@@ -82,11 +82,14 @@ def test_unknown_malformed_and_revoked_keys_are_401(
             assert "detail" in response.json()
 
 
-def test_key_of_a_deleted_tenant_is_401(
+def test_key_of_a_deleted_tenant_is_404_then_401_once_purged(
     client: httpx.Client, admin: httpx.Client, tenant: dict
 ) -> None:  # type: ignore[type-arg]
     assert client.get("/users", headers=bearer(tenant["api_key"])).status_code == 200
     admin.delete(f"/admin/tenants/{tenant['id']}").raise_for_status()
+    pending = client.get("/users", headers=bearer(tenant["api_key"]))
+    assert pending.status_code == 404 and "detail" in pending.json()
+    admin.delete(f"/admin/tenants/{tenant['id']}?purge=true").raise_for_status()
     assert client.get("/users", headers=bearer(tenant["api_key"])).status_code == 401
 
 

@@ -93,7 +93,7 @@ class TenantsMachine(RuleBasedStateMachine):
         for client in self.clients + self.jwt_clients:
             client.close()
         for tenant_id in self.tenant_ids:
-            self.admin.delete(f"/admin/tenants/{tenant_id}")
+            self.admin.delete(f"/admin/tenants/{tenant_id}?purge=true")
 
     # --- helpers --------------------------------------------------------------------
 

@@ -15,8 +15,14 @@ from kit.servers import RedisServer
 from kit.testing import Database, Secrets, StartService
 
 
-def _samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+def _samples(
+    url: str, name: str, *, token: str | None = None
+) -> dict[tuple[tuple[str, str], ...], float]:
+    # The gateway's public /metrics needs the admin token; a service's does not.
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    text = response.text
     return {
         tuple(sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
@@ -123,7 +129,7 @@ def test_only_the_top_k_tenants_get_their_own_label(
     for _, key in tenants[:2]:
         _work(gateway.url, key, 1)
 
-    requests = _samples(gateway.url, "gateway_http_requests_total")
+    requests = _samples(gateway.url, "gateway_http_requests_total", token=secrets.admin_token)
     labelled = {dict(labels)["tenant"] for labels in requests}
     assert labelled == {*heavy, "other"}
     routes = {dict(labels)["route"] for labels in requests}
@@ -133,7 +139,9 @@ def test_only_the_top_k_tenants_get_their_own_label(
     for tenant in heavy:
         assert 0 < sum(v for k, v in requests.items() if dict(k)["tenant"] == tenant) <= 13
     assert sum(v for k, v in requests.items() if dict(k)["route"] == "/users") == 13 * 2 + 2 * 4
-    latency = _samples(gateway.url, "gateway_http_request_duration_seconds_count")
+    latency = _samples(
+        gateway.url, "gateway_http_request_duration_seconds_count", token=secrets.admin_token
+    )
     assert sum(latency.values()) >= 32
 
     # The service saw the same work, charged to the same tenant in its own /metrics.

@@ -209,7 +209,7 @@ def test_deleting_a_tenant_removes_its_users_and_nobody_elses(
     kept_before = kept_client.get("/users").json()
     assert users_of(database, doomed) == 3
 
-    assert admin.delete(f"/admin/tenants/{doomed}").status_code == 204
+    assert admin.delete(f"/admin/tenants/{doomed}?purge=true").status_code == 204
 
     assert users_of(database, doomed) == 0
     assert users_of(database, kept) == 3

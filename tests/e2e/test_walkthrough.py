@@ -18,7 +18,8 @@ from makerun import MakeRun, gone
 from kit.datadir import read_env_file
 from kit.procs import ROOT, child_env
 from kit.servers import PgServer, RedisServer, free_port
-from kit.testing import Stack
+from kit.stacks import reset_role_passwords
+from kit.testing import Database, Stack
 
 
 def tutorial() -> list[DocLine]:
@@ -149,7 +150,7 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
 
 
 def test_make_run_with_given_database_and_redis_starts_neither(
-    postgres_server: PgServer, kit_workdir: Path
+    postgres_server: PgServer, kit_workdir: Path, database: Database
 ):
     given = postgres_server.create_database("make_run_given")
     # Its own Redis: tenant ids restart at 1 in this database, the session's cache must not mix.
@@ -179,4 +180,7 @@ def test_make_run_with_given_database_and_redis_starts_neither(
     finally:
         run.close()
         redis_server.stop()
+        # Roles are cluster-wide: make run gave them passwords of its own, which would lock
+        # the session's database fixtures out of the roles for the rest of the run.
+        reset_role_passwords(postgres_server, database)
     assert not (kit_workdir / "make-run-given" / "postgres").exists()

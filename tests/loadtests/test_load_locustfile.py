@@ -75,7 +75,7 @@ def _no_load_tenant_left(admin: httpx.Client) -> Iterator[None]:
     finally:
         for tenant in admin.get("/admin/tenants").json():
             if tenant["name"].startswith("load-"):
-                admin.delete(f"/admin/tenants/{tenant['id']}")
+                admin.delete(f"/admin/tenants/{tenant['id']}?purge=true")
 
 
 def test_clean_run_passes_with_statistics_named_per_tenant_and_removes_its_tenants(

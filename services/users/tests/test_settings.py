@@ -56,3 +56,18 @@ def test_bad_setting_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().err.splitlines() == [
         "users-service: invalid setting USERS_PORT: Input should be greater than or equal to 1"
     ]
+
+
+def test_bad_log_format_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        Settings.load(
+            {
+                "DATABASE_URL": "postgresql://o@h/d",
+                "INTERNAL_SIGNING_SECRET": SECRET,
+                "LOG_FORMAT": "yaml",
+            }
+        )
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "users-service: invalid setting LOG_FORMAT: Input should be 'json' or 'text'"
+    ]

@@ -1,0 +1,243 @@
+"""Tenant lifecycle (SPEC §4, docs/lifecycle.md): pending deletion, restore, purge, certificate.
+
+States: active / suspended -> pending_deletion (refused everywhere, rows and keys kept)
+-> purged (tenant row gone, a signed certificate in tenant_deletions). The gateway's role
+changes the tenants table; tenant tables are emptied as the services' role (tenantdata).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from gateway import tenantdata
+from gateway.store import TenantNotFound, TenantRecord, api_keys, tenants
+from gateway.tenantdata import Progress
+
+_TENANT_COLUMNS = ", ".join(c.name for c in tenants.columns)
+
+
+class NotPendingDeletion(Exception):
+    """Restore asked for a tenant that is not pending deletion (or whose purge began)."""
+
+
+class PurgeRunning(Exception):
+    """Another process is purging this tenant right now."""
+
+
+class PurgeIncomplete(Exception):
+    """The verification scan still found rows of the tenant: no certificate is issued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    tenant: TenantRecord
+    key_digests: list[bytes]
+
+
+def _record(row: Any) -> TenantRecord:
+    return TenantRecord(**{c.name: row._mapping[c.name] for c in tenants.columns})
+
+
+def _digests(conn: Connection, tenant_id: int) -> list[bytes]:
+    query = text(f"SELECT key_hash FROM {api_keys.name} WHERE tenant_id = :t")
+    return [bytes(d) for d in conn.execute(query, {"t": tenant_id}).scalars()]
+
+
+def request_deletion(engine: Engine, tenant_id: int) -> Deleted:
+    """Mark the tenant pending_deletion (idempotent); its rows and keys stay."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            text(
+                f"UPDATE tenants SET status = 'pending_deletion', "
+                f"deletion_requested_at = coalesce(deletion_requested_at, now()) "
+                f"WHERE id = :t RETURNING {_TENANT_COLUMNS}"
+            ),
+            {"t": tenant_id},
+        ).first()
+        if row is None:
+            raise TenantNotFound(tenant_id)
+        return Deleted(_record(row), _digests(conn, tenant_id))
+
+
+def restore(engine: Engine, tenant_id: int) -> TenantRecord:
+    """Back to active with every row and key, unless a purge has begun (NotPendingDeletion)."""
+    with engine.begin() as conn:
+        # The row lock orders this against a purge's claim (which takes the same lock).
+        status = conn.execute(
+            text("SELECT status FROM tenants WHERE id = :t FOR UPDATE"), {"t": tenant_id}
+        ).scalar()
+        if status is None:
+            raise TenantNotFound(tenant_id)
+        claimed = conn.execute(
+            text("SELECT 1 FROM tenant_deletions WHERE tenant_id = :t"), {"t": tenant_id}
+        ).first()
+        if status != "pending_deletion" or claimed:
+            raise NotPendingDeletion(tenant_id)
+        row = conn.execute(
+            text(
+                "UPDATE tenants SET status = 'active', deletion_requested_at = NULL "
+                f"WHERE id = :t RETURNING {_TENANT_COLUMNS}"
+            ),
+            {"t": tenant_id},
+        ).one()
+    return _record(row)
+
+
+def due_for_purge(engine: Engine, grace_seconds: int) -> list[int]:
+    """Tenants whose grace period is over."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT id FROM tenants WHERE status = 'pending_deletion' AND "
+                    "deletion_requested_at + make_interval(secs => :g) <= now() ORDER BY id"
+                ),
+                {"g": grace_seconds},
+            ).scalars()
+        )
+
+
+def certificate(engine: Engine, tenant_id: int) -> dict[str, Any] | None:
+    """The signed certificate of the tenant's purge, or None before one."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT certificate FROM tenant_deletions WHERE tenant_id = :t"),
+            {"t": tenant_id},
+        ).scalar()
+
+
+def sign(body: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) of the certificate's canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def verify(cert: dict[str, Any], key: bytes) -> bool:
+    """Whether `cert` (as served) carries a valid signature under `key`."""
+    body = {k: v for k, v in cert.items() if k != "signature"}
+    return hmac.compare_digest(sign(body, key), str(cert.get("signature", "")))
+
+
+def purge(
+    engine: Engine,
+    app_engine: Engine,
+    tenant_id: int,
+    key: bytes,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], Deleted]:
+    """Purge a pending_deletion tenant now and return its certificate (at most once).
+
+    An advisory lock keeps a second replica (or the CLI) off the same tenant; the
+    tenant_deletions row makes an interrupted purge resumable with its original counts.
+    """
+    # A transaction-scoped lock on a connection held open (idle, no snapshot kept) for the
+    # whole purge: unlike a session lock it is also safe behind PgBouncer's transaction mode.
+    with engine.connect() as lock, lock.begin():
+        got = lock.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended('tenantkit-purge', :t))"),
+            {"t": tenant_id},
+        ).scalar()
+        if not got:
+            raise PurgeRunning(tenant_id)
+        return _purge_locked(engine, app_engine, tenant_id, key, progress)
+
+
+def _claim(engine: Engine, app_engine: Engine, tenant_id: int) -> dict[str, int] | None:
+    """Record the purge's start (counts before) under the tenant's row lock; None if done."""
+    counts = tenantdata.count_rows(app_engine, tenant_id)
+    with engine.begin() as conn:
+        status = conn.execute(
+            text("SELECT status FROM tenants WHERE id = :t FOR UPDATE"), {"t": tenant_id}
+        ).scalar()
+        if status is None:
+            return None
+        if status != "pending_deletion":
+            raise NotPendingDeletion(tenant_id)
+        conn.execute(
+            text(
+                "INSERT INTO tenant_deletions (tenant_id, slug, counts_before) "
+                "SELECT id, slug, CAST(:c AS jsonb) FROM tenants WHERE id = :t "
+                "ON CONFLICT (tenant_id) DO NOTHING"
+            ),
+            {"t": tenant_id, "c": json.dumps(counts)},
+        )
+        before = conn.execute(
+            text("SELECT counts_before FROM tenant_deletions WHERE tenant_id = :t"),
+            {"t": tenant_id},
+        ).scalar_one()
+    return {str(k): int(v) for k, v in before.items()}
+
+
+def _purge_locked(
+    engine: Engine, app_engine: Engine, tenant_id: int, key: bytes, progress: Progress | None
+) -> tuple[dict[str, Any], Deleted]:
+    before = _claim(engine, app_engine, tenant_id)
+    if before is None:
+        done = certificate(engine, tenant_id)
+        if done is None:
+            raise TenantNotFound(tenant_id)
+        return done, Deleted(_gone(tenant_id, done), [])
+    tenantdata.delete_rows(app_engine, tenant_id, progress)
+    after = tenantdata.count_rows(app_engine, tenant_id)
+    left = {t: n for t, n in after.items() if n}
+    if left:
+        raise PurgeIncomplete(f"rows left after the purge: {left}")
+    with engine.begin() as conn:
+        digests = _digests(conn, tenant_id)
+        # api_keys and the id counters go with the row (ON DELETE CASCADE).
+        row = conn.execute(
+            text(f"DELETE FROM tenants WHERE id = :t RETURNING {_TENANT_COLUMNS}"),
+            {"t": tenant_id},
+        ).one()
+        facts = conn.execute(
+            text(
+                "SELECT started_at, now() AS finished_at, pg_current_wal_lsn()::text AS lsn, "
+                "(SELECT version_num FROM alembic_version LIMIT 1) AS revision "
+                "FROM tenant_deletions WHERE tenant_id = :t"
+            ),
+            {"t": tenant_id},
+        ).one()
+        tables = sorted(set(before) | set(after))
+        body = {
+            "tenant_id": tenant_id,
+            "slug": row.slug,
+            "tables": {t: {"before": before.get(t, 0), "after": after.get(t, 0)} for t in tables},
+            "started_at": _iso(facts.started_at),
+            "finished_at": _iso(facts.finished_at),
+            "wal_lsn": facts.lsn,
+            "schema_revision": facts.revision,
+            "algorithm": "HMAC-SHA256",
+        }
+        cert = {**body, "signature": sign(body, key)}
+        conn.execute(
+            text(
+                "UPDATE tenant_deletions SET finished_at = :f, certificate = CAST(:c AS jsonb) "
+                "WHERE tenant_id = :t"
+            ),
+            {"t": tenant_id, "f": facts.finished_at, "c": json.dumps(cert)},
+        )
+    if progress:
+        progress(f"tenant {tenant_id} purged")
+    return cert, Deleted(_record(row), digests)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _gone(tenant_id: int, cert: dict[str, Any]) -> TenantRecord:
+    return TenantRecord(
+        id=tenant_id,
+        name="",
+        slug=str(cert.get("slug", "")),
+        status="pending_deletion",
+        rate_limit_per_second=None,
+        created_at=dt.datetime.now(dt.UTC),
+    )

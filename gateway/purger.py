@@ -1,0 +1,97 @@
+"""The lifecycle's moving parts in the gateway: purge (now or when the grace ends), with Redis.
+
+Every replica runs the purger loop; `lifecycle.purge` takes a PostgreSQL advisory lock per
+tenant and records each purge, so a tenant is purged at most once however many run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway import invalidation, lifecycle, usage
+from gateway.invalidation import Invalidator
+from gateway.ratelimit import rate_limit_key
+
+log = logging.getLogger("gateway.lifecycle")
+# Checked every quarter of the grace period, between 1 s and a minute: a purge is due at
+# most a minute (or a quarter of a short test grace) late.
+MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS = 1.0, 60.0
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    engine: Engine
+    app_engine: Engine | None
+    key: bytes
+    grace_seconds: int
+
+    def require_app_engine(self) -> Engine:
+        """The services' role's engine; LifecycleUnavailable when not configured."""
+        if self.app_engine is None:
+            raise LifecycleUnavailable("APP_DATABASE_URL is not set: no access to tenant tables")
+        return self.app_engine
+
+
+class LifecycleUnavailable(Exception):
+    """The gateway was given no way to reach tenant tables (answered 503)."""
+
+
+def refusal_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
+    """What a deletion request invalidates: the tenant's cache entries (its data stays)."""
+    t = deleted.tenant
+    return invalidation.plan(tenant_id=t.id, slug=t.slug, key_digests=deleted.key_digests)
+
+
+def redis_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
+    """Every Redis key of the tenant (cache entries, rate limit, usage minutes) and messages."""
+    t = deleted.tenant
+    keys, messages = invalidation.plan(tenant_id=t.id, slug=t.slug, key_digests=deleted.key_digests)
+    # Usage hashes live TTL_SECONDS; every minute of that span is named (no SCAN needed).
+    spent = usage.usage_keys(t.id, window_seconds=usage.TTL_SECONDS, now=time.time())
+    return [*keys, rate_limit_key(t.id), *spent], messages
+
+
+async def purge_now(life: Lifecycle, invalidator: Invalidator, tenant_id: int) -> dict[str, Any]:
+    """Purge the tenant (already pending_deletion) and drop its Redis keys everywhere."""
+    app_engine = life.require_app_engine()
+    cert, deleted = await anyio.to_thread.run_sync(
+        lambda: lifecycle.purge(life.engine, app_engine, tenant_id, life.key)
+    )
+    await invalidator.publish(*redis_plan(deleted))
+    return cert
+
+
+def interval(grace_seconds: int) -> float:
+    """How often the purger looks for tenants past their grace."""
+    return min(MAX_INTERVAL_SECONDS, max(MIN_INTERVAL_SECONDS, grace_seconds / 4))
+
+
+async def run_purger(life: Lifecycle, invalidator: Invalidator) -> None:
+    """Until cancelled: purge every tenant whose grace period is over."""
+    if life.app_engine is None:
+        log.warning("APP_DATABASE_URL is not set: tenants past their grace are not purged here")
+        return
+    while True:
+        # Jitter: replicas started together do not all query at the same instant.
+        await asyncio.sleep(interval(life.grace_seconds) * random.uniform(0.8, 1.2))  # noqa: S311
+        try:
+            due = await anyio.to_thread.run_sync(
+                lifecycle.due_for_purge, life.engine, life.grace_seconds
+            )
+            for tenant_id in due:
+                try:
+                    await purge_now(life, invalidator, tenant_id)
+                    log.info("tenant %s purged after its grace period", tenant_id)
+                except (lifecycle.PurgeRunning, lifecycle.NotPendingDeletion):
+                    continue  # another replica has it, or it was restored meanwhile
+        except (SQLAlchemyError, lifecycle.PurgeIncomplete) as exc:
+            log.warning("purger: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
