@@ -1,13 +1,19 @@
 """The gateway's added latency: its median over going direct, at concurrency 1 and 32.
 
-At concurrency 1 nothing queues, so the difference of medians is the gateway's own work
-per request (plus one loopback hop); at 32 it includes waiting for a share of the CPU.
+At concurrency 1 nothing queues in the stack, so the difference of medians is the gateway's
+own work per request plus its hops (client -> gateway -> Redis -> gateway -> service and
+back). On a box whose load average exceeds its cores, each extra hop also waits for a CPU
+slice, so the difference swings with the load. The gateway's CPU time per request (from
+/proc, own stack only) is printed beside it: its own work, whatever the load.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import psutil
 
 from bench.http_load import RequestFactory, run_http
 from bench.measure import Figures, Sample, figures, interleaved
@@ -28,6 +34,9 @@ class AddedLatency:
     gateway: Figures
     direct: Figures
     target_ms: float | None
+    # Median over rounds of the gateway process's CPU time per request; None when attached.
+    gateway_cpu_ms: float | None = None
+    load_average: float | None = None  # 1-minute, when these rounds ended
 
     @property
     def added_ms(self) -> float:
@@ -39,43 +48,80 @@ class AddedLatency:
         if self.target_ms is not None:
             met = "met" if self.added_ms <= self.target_ms else "MISSED"
             verdict = f" [target <= {self.target_ms:.2f} ms: {met}]"
+        own = ""
+        if self.gateway_cpu_ms is not None:
+            own = (
+                f"\n    gateway CPU per request: {self.gateway_cpu_ms:.2f} ms (its own work; "
+                f"the rest is hops and waiting for a CPU, load average {self.load_average:.1f})"
+            )
         return (
             f"ADDED gateway p50 over direct at concurrency {self.concurrency}: "
             f"{self.added_ms:.2f} ms (p50 {self.gateway.p50_ms:.2f} ms vs "
             f"{self.direct.p50_ms:.2f} ms){verdict}\n"
             f"    {self.gateway.describe('req')}\n"
-            f"    {self.direct.describe('req')}"
+            f"    {self.direct.describe('req')}{own}"
         )
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _timed(run: Callable[[], Sample], pid: int, into: list[float]) -> Callable[[], Sample]:
+    """`run`, noting the process's CPU seconds per request of each round into `into`."""
+
+    def timed() -> Sample:
+        before = _cpu_seconds(pid)
+        sample = run()
+        into.append((_cpu_seconds(pid) - before) / sample.operations)
+        return sample
+
+    return timed
+
+
+def _at(
+    stack: HttpStack, tenant: BenchTenant, *, concurrency: int, requests: int, rounds: int
+) -> AddedLatency:
+    def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
+        return lambda: run_http(url, factory, requests=requests, concurrency=concurrency)
+
+    cpu_per_request: list[float] = []
+    gateway = target(stack.gateway_url, via_gateway(tenant.api_key, tenant.user_ids))
+    if stack.gateway_pid is not None:
+        gateway = _timed(gateway, stack.gateway_pid, cpu_per_request)
+    samples = interleaved(
+        {
+            "gateway": gateway,
+            "direct": target(
+                stack.users_url, signed_direct(stack.signing_secret, tenant.id, tenant.user_ids)
+            ),
+        },
+        rounds=rounds,
+    )
+    # The warm-up round (the first) pays for connections and caches: not counted.
+    measured = sorted(cpu_per_request[1:])
+    return AddedLatency(
+        concurrency=concurrency,
+        gateway=figures("gateway", samples["gateway"]),
+        direct=figures("direct", samples["direct"]),
+        target_ms=TARGET_MS if concurrency == 1 else None,
+        gateway_cpu_ms=measured[len(measured) // 2] * 1000 if measured else None,
+        load_average=os.getloadavg()[0],
+    )
 
 
 def added_latency(stack: HttpStack, tenant: BenchTenant, *, scale: Scale) -> list[AddedLatency]:
     """Gateway vs direct GET /users/{id}, interleaved rounds, at each concurrency."""
-    results = []
-    for concurrency in CONCURRENCIES:
-        requests = scale.latency_requests * (1 if concurrency == 1 else 2)
-
-        def target(
-            url: str, factory: RequestFactory, c: int = concurrency, n: int = requests
-        ) -> Callable[[], Sample]:
-            return lambda: run_http(url, factory, requests=n, concurrency=c)
-
-        samples = interleaved(
-            {
-                "gateway": target(stack.gateway_url, via_gateway(tenant.api_key, tenant.user_ids)),
-                "direct": target(
-                    stack.users_url,
-                    signed_direct(stack.signing_secret, tenant.id, tenant.user_ids),
-                ),
-            },
-            # Three rounds at most: medians of latency settle sooner than throughput's.
-            rounds=min(3, scale.http_rounds),
+    # Three rounds at most: medians of latency settle sooner than throughput's.
+    rounds = min(3, scale.http_rounds)
+    return [
+        _at(
+            stack,
+            tenant,
+            concurrency=c,
+            requests=scale.latency_requests * (1 if c == 1 else 2),
+            rounds=rounds,
         )
-        results.append(
-            AddedLatency(
-                concurrency=concurrency,
-                gateway=figures("gateway", samples["gateway"]),
-                direct=figures("direct", samples["direct"]),
-                target_ms=TARGET_MS if concurrency == 1 else None,
-            )
-        )
-    return results
+        for c in CONCURRENCIES
+    ]

@@ -52,6 +52,10 @@ def _latency(x: AddedLatency) -> dict[str, Any]:
         "added_p50_ms": round(x.added_ms, 4),
         "target_ms": x.target_ms,
         "met": None if x.target_ms is None else x.added_ms <= x.target_ms,
+        "gateway_cpu_ms_per_request": (
+            None if x.gateway_cpu_ms is None else round(x.gateway_cpu_ms, 4)
+        ),
+        "load_average": x.load_average,
         "gateway": dataclasses.asdict(x.gateway),
         "direct": dataclasses.asdict(x.direct),
     }

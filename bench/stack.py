@@ -24,6 +24,8 @@ class HttpStack:
     signing_secret: str
     # The same gateway and users service with METRICS_PER_TENANT=false (own stack only).
     plain_gateway_url: str | None = None
+    # The gateway's process (own stack only): its CPU time per request is its own work.
+    gateway_pid: int | None = None
 
 
 @contextmanager
@@ -65,7 +67,7 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
         redis.start()
         stop.callback(redis.stop)
 
-        def pair(metrics: str) -> tuple[str, str]:
+        def pair(metrics: str) -> tuple[str, str, int]:
             users = start_service(
                 "users",
                 env={
@@ -92,14 +94,15 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
                 log_dir=logs,
             )
             stop.callback(gateway.stop)
-            return gateway.url, users.url
+            return gateway.url, users.url, gateway.pid
 
-        gateway_url, users_url = pair("true")
-        plain_gateway_url, _ = pair("false")
+        gateway_url, users_url, gateway_pid = pair("true")
+        plain_gateway_url, _, _ = pair("false")
         yield HttpStack(
             gateway_url=gateway_url,
             users_url=users_url,
             admin_token=admin_token,
             signing_secret=signing_secret,
             plain_gateway_url=plain_gateway_url,
+            gateway_pid=gateway_pid,
         )

@@ -40,7 +40,7 @@ from gateway.store import make_engine
 from gateway.tenants import TenantDirectory
 from gateway.usage import UsageBook
 from services.tenancy.signing import Signer
-from services.tenancy.telemetry import logs_and_traces
+from services.tenancy.telemetry import fastapi_native_telemetry, logs_and_traces
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -152,6 +152,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
         # A redirect from /users to /users/ would hand the client the upstream's address.
         redirect_slashes=False,
+        telemetry=fastapi_native_telemetry(),
     )
     app.add_exception_handler(GatewayError, handle_gateway_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

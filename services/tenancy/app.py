@@ -26,7 +26,7 @@ from services.tenancy.observe import ServiceMetrics
 from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
-from services.tenancy.telemetry import logs_and_traces
+from services.tenancy.telemetry import fastapi_native_telemetry, logs_and_traces
 from services.tenancy.tenant_setting import choose_tenant_setting
 
 EXIT_UNSAFE_DATABASE = 3
@@ -113,7 +113,9 @@ def create_tenant_app(
         status, detail = error_map[type(error)]
         return JSONResponse({"detail": detail}, status_code=status)
 
-    app = FastAPI(title=title, lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title=title, lifespan=lifespan, redirect_slashes=False, telemetry=fastapi_native_telemetry()
+    )
     metrics.install(app)
     # Before TrailingSlashInsensitive, so inside it: the log line sees the scope the router
     # matched. The lifespan reads tracer_provider when it runs, after this assignment.

@@ -67,6 +67,9 @@ def test_bench_prints_every_ratio_with_its_inputs_at_tiny_scale(tmp_path: Path) 
         re.M,
     ), out
     assert re.search(r"^ADDED gateway p50 over direct at concurrency 32: -?\d+\.\d\d ms", out, re.M)
+    # Beside each added median, the gateway's own CPU per request, which the load cannot swing.
+    cpu = re.findall(r"^    gateway CPU per request: (\d+\.\d\d) ms .+load average", out, re.M)
+    assert len(cpu) == 2 and all(float(ms) > 0 for ms in cpu), out
     _check_results(tmp_path)
 
 
@@ -94,6 +97,7 @@ def _check_results(folder: Path) -> None:
         assert c["b"]["throughput"] > 0 and c["a"]["operations"] > 0
         assert c["ratios"]["throughput"] == round(c["a"]["throughput"] / c["b"]["throughput"], 4)
     assert [x["concurrency"] for x in data["added_latency"]] == [1, 32]
+    assert all(x["gateway_cpu_ms_per_request"] > 0 for x in data["added_latency"])
     # A real chart: PNG signature, and more than an empty canvas.
     png = png_file.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
