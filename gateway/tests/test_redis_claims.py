@@ -18,7 +18,7 @@ from gateway.tests.conftest import StartGateway
 from gateway.tests.factories import bearer, create_tenant, settled_tenant, wait_for
 from gateway.tests.test_tenant_cache import counters
 from kit.servers import RedisServer
-from kit.testing import Database
+from kit.testing import Database, Secrets
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def hung_redis() -> Iterator[str]:
 
 
 def test_a_hung_redis_costs_a_quarter_second_once_then_the_breaker_skips_it(
-    start_gateway: StartGateway, hung_redis: str, echo_admin: httpx.Client
+    start_gateway: StartGateway, hung_redis: str, echo_admin: httpx.Client, secrets: Secrets
 ) -> None:
     # /healthz: /readyz itself would wait on the hung Redis for its 0.25 s.
     gateway = start_gateway({"REDIS_URL": hung_redis}, ready_path="/healthz")
@@ -66,22 +66,22 @@ def test_a_hung_redis_costs_a_quarter_second_once_then_the_breaker_skips_it(
         assert time.monotonic() - started < 3.0
     ready = httpx.get(f"{gateway.url}/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["redis"] == "down"
-    assert counters(gateway.url)["gateway_redis_up"] == 0
+    assert counters(gateway.url, secrets.admin_token)["gateway_redis_up"] == 0
 
 
 def test_gateway_redis_up_follows_redis_going_and_coming_back(
-    start_gateway: StartGateway, own_redis: RedisServer
+    start_gateway: StartGateway, own_redis: RedisServer, secrets: Secrets
 ) -> None:
     gateway = start_gateway({"REDIS_URL": own_redis.url})
-    assert counters(gateway.url)["gateway_redis_up"] == 1
+    assert counters(gateway.url, secrets.admin_token)["gateway_redis_up"] == 1
     own_redis.kill()
     assert httpx.get(f"{gateway.url}/readyz", timeout=10).json()["redis"] == "down"
-    assert counters(gateway.url)["gateway_redis_up"] == 0
+    assert counters(gateway.url, secrets.admin_token)["gateway_redis_up"] == 0
     own_redis.start()
     wait_for(
         lambda: httpx.get(f"{gateway.url}/readyz", timeout=10).json()["redis"] == "up", within=5
     )
-    assert counters(gateway.url)["gateway_redis_up"] == 1
+    assert counters(gateway.url, secrets.admin_token)["gateway_redis_up"] == 1
 
 
 def test_a_known_tenant_costs_no_redis_call_but_the_rate_limiters(
@@ -96,8 +96,10 @@ def test_a_known_tenant_costs_no_redis_call_but_the_rate_limiters(
         stats = redis.Redis.from_url(own_redis.admin_url, decode_responses=True)
         try:
             stats.config_resetstat()
+            started = time.monotonic()
             for _ in range(20):
                 assert client.get(url).status_code == 200
+            elapsed = time.monotonic() - started
             calls = {
                 name.removeprefix("cmdstat_"): value["calls"]
                 for name, value in stats.info("commandstats").items()
@@ -105,6 +107,13 @@ def test_a_known_tenant_costs_no_redis_call_but_the_rate_limiters(
         finally:
             stats.close()
     calls = {c: n for c, n in calls.items() if not c.startswith(("config", "info"))}
+    # The usage book's flush (gateway/usage.py) writes once a second whatever the traffic:
+    # a few commands per tenant and second, not one per request.
+    flushed = sum(calls.pop(c, 0) for c in ("hincrby", "hincrbyfloat", "expire", "multi", "exec"))
+    assert flushed <= 8 * (int(elapsed) + 2), (flushed, elapsed)
+    # A pooled connection opened meanwhile says hello once; that is per connection, not request.
+    opened = sum(calls.pop(c, 0) for c in ("hello", "auth", "client|setinfo", "select"))
+    assert opened <= 8, opened
     # One rate-limit script per request; commandstats also counts the script's own TIME,
     # GET and SET (one each per allowed request). A cache read would be a second GET.
     assert all(c in GCRA_SCRIPT for c in ("'TIME'", "'GET'", "'SET'"))
