@@ -21,7 +21,9 @@ from services.users.config import Settings
 from services.users.main import create_app
 from services.users.tests.conftest import SignedClient, owner_rows
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+# /metrics: for the operator's scraper on the internal network (SPEC §10); only the
+# gateway's public port puts it behind the admin token.
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 # FastAPI's own documentation routes (plain starlette routes, not APIRoutes).
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
