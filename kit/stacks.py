@@ -193,4 +193,8 @@ def gateway_env(
         "GATEWAY_BASE_DOMAIN": "example.test",
         # High enough that ordinary tests never meet it; rate-limit tests set their own.
         "DEFAULT_RATE_LIMIT_PER_SECOND": "1000",
+        # Every test client is 127.0.0.1: one address for the whole suite, whose probes of
+        # revoked and random keys would slow the next test's fresh keys. The key guard's own
+        # tests (gateway/tests/test_keyguard.py) run gateways with their own budgets.
+        "KEY_LOOKUPS_PER_CLIENT_PER_SECOND": "1000",
     }
