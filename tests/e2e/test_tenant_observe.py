@@ -144,9 +144,17 @@ def test_only_the_top_k_tenants_get_their_own_label(
     )
     assert sum(latency.values()) >= 32
 
-    # The service saw the same work, charged to the same tenant in its own /metrics.
-    db = _samples(users_service.url, "service_db_seconds_total")
-    charged = {dict(labels)["tenant"]: seconds for labels, seconds in db.items()}
-    assert charged.get(heavy[0], 0) > 0
+    # The service saw the same work, charged to the same tenant in its own /metrics. The
+    # session's service keeps its own top K (of 50) over every test's tenants, so the heavy
+    # tenant earns its label there by its work, polled rather than timed.
+    deadline = time.monotonic() + 20
+    while True:
+        db = _samples(users_service.url, "service_db_seconds_total")
+        charged = {dict(labels)["tenant"]: seconds for labels, seconds in db.items()}
+        if charged.get(heavy[0], 0) > 0:
+            break
+        assert time.monotonic() < deadline, charged
+        _work(gateway.url, tenants[0][1], 10)
+        time.sleep(0.5)
     served = _samples(users_service.url, "service_http_requests_total")
     assert any(dict(labels)["route"] == "/users" for labels in served)
