@@ -6,6 +6,7 @@ stopped at the end; see docs/architecture.md ("Test fixtures") for the contract.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -309,9 +310,9 @@ def own_redis(kit_workdir: Path, request: pytest.FixtureRequest) -> Iterator[Red
     server.stop()
 
 
-@pytest.fixture
-def hanging_upstream() -> Iterator[str]:
-    """The URL of an upstream that accepts connections and never answers."""
+@contextlib.contextmanager
+def silent_listener() -> Iterator[str]:
+    """`127.0.0.1:PORT` of a server that accepts connections and never answers a byte."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.2)
     stop = threading.Event()
@@ -326,9 +327,18 @@ def hanging_upstream() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in conns:
-        conn.close()
-    server.close()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in conns:
+            conn.close()
+        server.close()
+
+
+@pytest.fixture
+def hanging_upstream() -> Iterator[str]:
+    """The URL of an upstream that accepts connections and never answers."""
+    with silent_listener() as address:
+        yield f"http://{address}"

@@ -19,15 +19,20 @@ from kit.testing import Database
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def cli_env(database: Database, redis: RedisServer) -> dict[str, str]:
+    """The operator's environment for `python -m gateway.cli` against these servers."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": database.url,
+        "REDIS_URL": redis.url,
+        "DELETION_CERTIFICATE_SECRET": "cli-test-certificate-secret",
+    }
+
+
 def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DATABASE_URL": database.url,
-            "REDIS_URL": redis.url,
-            "DELETION_CERTIFICATE_SECRET": "cli-test-certificate-secret",
-        },
+        env=cli_env(database, redis),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -18,32 +16,14 @@ from gateway.tests.conftest import StartGateway
 from gateway.tests.factories import bearer, create_tenant, settled_tenant, wait_for
 from gateway.tests.test_tenant_cache import counters
 from kit.servers import RedisServer
-from kit.testing import Database, Secrets
+from kit.testing import Database, Secrets, silent_listener
 
 
 @pytest.fixture
 def hung_redis() -> Iterator[str]:
     """A redis:// URL whose server accepts connections and never answers a command."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-    conns: list[socket.socket] = []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conns.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    stop.set()
-    thread.join()
-    for conn in conns:
-        conn.close()
-    server.close()
+    with silent_listener() as address:
+        yield f"redis://{address}/0"
 
 
 def test_a_hung_redis_costs_a_quarter_second_once_then_the_breaker_skips_it(

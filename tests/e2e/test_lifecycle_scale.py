@@ -19,6 +19,7 @@ import httpx
 import psycopg2
 
 from gateway.tests.factories import create_tenant
+from gateway.tests.test_cli import cli_env
 from kit.procs import ServiceProcess
 from kit.servers import RedisServer
 from kit.stacks import Database
@@ -29,15 +30,10 @@ MAX_RSS_MB = 200
 
 
 def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": database.url,
-        "REDIS_URL": redis.url,
-        "DELETION_CERTIFICATE_SECRET": "scale-test-certificate-secret",
-    }
+    # As gateway.tests.test_cli's, with room for a large tenant's export and purge.
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
-        env=env,
+        env=cli_env(database, redis),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -80,12 +76,7 @@ def test_a_large_tenant_exports_in_flat_memory_and_purges_to_zero(
     exported = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "gateway.cli"]
         + ["tenants", "export", str(tenant["id"]), "-o", str(out)],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DATABASE_URL": database.url,
-            "REDIS_URL": redis_server.url,
-            "DELETION_CERTIFICATE_SECRET": "cli-test-certificate-secret",
-        },
+        env=cli_env(database, redis_server),
         cwd=ROOT,
         capture_output=True,
         text=True,
