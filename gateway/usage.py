@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from gateway.breaker import RedisDown, RedisLink
+from gateway.breaker import RedisBusy, RedisDown, RedisLink
 from services.tenancy.tenantmetrics import LATENCY_BUCKETS
 
 log = logging.getLogger("gateway.usage")
@@ -29,6 +29,8 @@ BUCKET_SECONDS = 60
 MAX_WINDOW_SECONDS = 86_400
 TTL_SECONDS = MAX_WINDOW_SECONDS + 86_400
 FLUSH_SECONDS = 1.0
+# A flush may wait this long behind requests for a pooled connection before it retries.
+FLUSH_WAIT_SECONDS = 0.5
 # Pending (tenant, minute) rows kept while Redis is down; beyond that the oldest go.
 MAX_PENDING = 100_000
 # Fields: requests, errors (5xx), db seconds, rows, bytes, then one count per latency bucket.
@@ -93,15 +95,17 @@ class UsageBook:
                 await pipe.execute()
 
         try:
-            await self.redis.call(write)
-        except RedisDown:
+            # A background flush may queue behind requests for a connection; it has time.
+            await self.redis.call(write, wait_seconds=FLUSH_WAIT_SECONDS)
+        except RedisDown as exc:
             # A timeout may hide a write that landed; re-adding risks a double count, dropping
             # risks a lost one. Counts feed billing, so keep them and say it in the log.
             for key, row in batch.items():
                 kept = self._pending.setdefault(key, [0.0] * len(row))
                 for i, value in enumerate(row):
                     kept[i] += value
-            log.warning("usage: redis is down, %d counts wait in memory", len(self._pending))
+            state = "busy" if isinstance(exc, RedisBusy) else "down"
+            log.warning("usage: redis is %s, %d counts wait in memory", state, len(self._pending))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every second until `stop` is set, then once more.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
+import redis
 
 from gateway.tests.factories import bearer, create_tenant
 from kit.procs import ServiceProcess
@@ -37,6 +40,33 @@ async def _flood(
         return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
+@contextmanager
+def _stalls(server: RedisServer, *, pause_ms: int, every: float) -> Iterator[None]:
+    """Pause Redis's clients for `pause_ms` every `every` seconds while the block runs.
+
+    A paused call holds the gateway's only connection longer than the pool wait (50 ms) yet
+    shorter than the socket timeout (250 ms): the others must find the pool exhausted, and
+    none of them may take Redis for down. Without it a fast Redis rarely lets them overlap.
+    """
+    stop = threading.Event()
+    client = redis.Redis.from_url(server.admin_url)
+
+    def loop() -> None:
+        while not stop.is_set():
+            client.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+            stop.wait(every)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        client.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+
+
 def test_an_exhausted_redis_pool_keeps_limits_enforced_and_redis_up(
     own_redis: RedisServer,
     start_service: Callable[..., ServiceProcess],
@@ -52,8 +82,10 @@ def test_an_exhausted_redis_pool_keeps_limits_enforced_and_redis_up(
     assert httpx.get(url, headers=headers).status_code == 200  # cached: only the limiter left
 
     started = time.monotonic()
-    statuses = [r.status_code for r in asyncio.run(_flood(url, headers, count=300, concurrency=64))]
+    with _stalls(own_redis, pause_ms=100, every=0.3):
+        flood = asyncio.run(_flood(url, headers, count=300, concurrency=64))
     elapsed = time.monotonic() - started
+    statuses = [r.status_code for r in flood]
     allowed = statuses.count(200)
     # Redis's budget and, for calls that found no free connection, this replica's own:
     # each allows a one-second burst plus the rate, so together at most twice that.
