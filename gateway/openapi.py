@@ -162,6 +162,7 @@ class MergedOpenApi:
         self.routes = routes
         self.refresh_seconds = refresh_seconds
         self.upstreams: dict[str, dict[str, Any]] = {}
+        self._failing: set[str] = set()
 
     def document(self) -> dict[str, Any]:
         """The merged document as of the last refresh."""
@@ -179,7 +180,15 @@ class MergedOpenApi:
                     self.upstreams[upstream] = await response.json()
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 complete = False
-                log.warning("openapi of %s unavailable, kept the last one: %r", upstream, exc)
+                # Once per outage, not once per retry: an upstream without a document is a
+                # state to notice, not a stream of lines.
+                if upstream not in self._failing:
+                    self._failing.add(upstream)
+                    log.warning("openapi of %s unavailable, kept the last one: %r", upstream, exc)
+            else:
+                if upstream in self._failing:
+                    self._failing.discard(upstream)
+                    log.warning("openapi of %s available again", upstream)
         return complete
 
     async def keep_fresh(self, session: aiohttp.ClientSession) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 from openapi_spec_validator import validate
 
+from gateway.openapi import RETRY_SECONDS
 from gateway.tests.factories import wait_for
 from kit.servers import free_port
 from kit.testing import StartService
@@ -64,7 +66,11 @@ def test_a_service_down_at_start_is_added_when_it_comes_up(start_service: StartS
     first = httpx.get(f"{gateway.url}/openapi.json")
     assert first.status_code == 200
     assert "/admin/tenants" in first.json()["paths"] and "/users" not in first.json()["paths"]
+    time.sleep(2 * RETRY_SECONDS + 0.5)  # a few retries while it stays down
     start_service("users", port=port)
     wait_for(
         lambda: "/users" in httpx.get(f"{gateway.url}/openapi.json").json()["paths"], within=10
     )
+    # One line when the outage starts and one when it ends, not one per retry.
+    assert gateway.tail(400).count(f"openapi of http://127.0.0.1:{port} unavailable") == 1
+    assert f"openapi of http://127.0.0.1:{port} available again" in gateway.tail(400)
