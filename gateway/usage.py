@@ -49,6 +49,7 @@ class UsageBook:
         self.redis = redis
         self._clock = clock
         self._pending: dict[tuple[int, int], list[float]] = {}
+        self._held = False  # counts are waiting because a flush failed
 
     def record(
         self,
@@ -104,8 +105,14 @@ class UsageBook:
                 kept = self._pending.setdefault(key, [0.0] * len(row))
                 for i, value in enumerate(row):
                     kept[i] += value
-            state = "busy" if isinstance(exc, RedisBusy) else "down"
-            log.warning("usage: redis is %s, %d counts wait in memory", state, len(self._pending))
+            if not self._held:  # once per outage; the breaker logs Redis's own state
+                self._held = True
+                state = "busy" if isinstance(exc, RedisBusy) else "unreachable"
+                log.warning("usage: redis %s, counts wait in memory until it takes them", state)
+        else:
+            if self._held:
+                self._held = False
+                log.warning("usage: the counts that waited are in redis")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every second until `stop` is set, then once more.

@@ -45,26 +45,35 @@ def test_small_clock_skew_is_tolerated() -> None:
 @pytest.mark.parametrize(
     ("label", "token"),
     [
-        ("alg none", jwt.encode(claims(), None, algorithm="none")),
-        (
-            "HS512",
-            forge(
-                {"alg": "HS512", "typ": "JWT"}, claims(), key=SECRET.encode(), digest=hashlib.sha512
+        pytest.param(label, token, id=label)  # tokens hold the time: ids must not
+        for label, token in [
+            ("alg none", jwt.encode(claims(), None, algorithm="none")),
+            (
+                "HS512",
+                forge(
+                    {"alg": "HS512", "typ": "JWT"},
+                    claims(),
+                    key=SECRET.encode(),
+                    digest=hashlib.sha512,
+                ),
             ),
-        ),
-        # A verifier that let the header pick the algorithm would check this RS256 token
-        # with the shared secret as the "public key": it must be refused outright.
-        ("RS256 confusion", forge({"alg": "RS256", "typ": "JWT"}, claims(), key=SECRET.encode())),
-        ("expired", jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256")),
-        ("no exp", jwt.encode({"tenant_id": 7}, SECRET, algorithm="HS256")),
-        ("no tenant_id", jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256")),
-        ("tenant_id string", jwt.encode(claims(tenant_id="7"), SECRET, algorithm="HS256")),
-        ("tenant_id bool", jwt.encode(claims(tenant_id=True), SECRET, algorithm="HS256")),
-        ("tenant_id zero", jwt.encode(claims(tenant_id=0), SECRET, algorithm="HS256")),
-        ("tenant_id negative", jwt.encode(claims(tenant_id=-7), SECRET, algorithm="HS256")),
-        ("tenant_id float", jwt.encode(claims(tenant_id=7.0), SECRET, algorithm="HS256")),
-        ("other secret", jwt.encode(claims(), "x" * 40, algorithm="HS256")),
-        ("garbage", "not.a.jwt"),
+            # A verifier that let the header pick the algorithm would check this RS256 token
+            # with the shared secret as the "public key": it must be refused outright.
+            (
+                "RS256 confusion",
+                forge({"alg": "RS256", "typ": "JWT"}, claims(), key=SECRET.encode()),
+            ),
+            ("expired", jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256")),
+            ("no exp", jwt.encode({"tenant_id": 7}, SECRET, algorithm="HS256")),
+            ("no tenant_id", jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256")),
+            ("tenant_id string", jwt.encode(claims(tenant_id="7"), SECRET, algorithm="HS256")),
+            ("tenant_id bool", jwt.encode(claims(tenant_id=True), SECRET, algorithm="HS256")),
+            ("tenant_id zero", jwt.encode(claims(tenant_id=0), SECRET, algorithm="HS256")),
+            ("tenant_id negative", jwt.encode(claims(tenant_id=-7), SECRET, algorithm="HS256")),
+            ("tenant_id float", jwt.encode(claims(tenant_id=7.0), SECRET, algorithm="HS256")),
+            ("other secret", jwt.encode(claims(), "x" * 40, algorithm="HS256")),
+            ("garbage", "not.a.jwt"),
+        ]
     ],
 )
 def test_bad_tokens_are_refused(label: str, token: str) -> None:
