@@ -4,6 +4,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command 
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# pytest-xdist workers for `make test`; each starts its own servers (1 = one process).
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 # fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
@@ -25,7 +27,7 @@ run: $(INSTALLED) ## Run the whole stack natively (PostgreSQL, Redis, migrations
 	$(PY) -m kit.run
 
 test: $(INSTALLED) ## Run the whole suite against real PostgreSQL and Redis it starts itself
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-observe: $(INSTALLED) ## The dashboard's queries against Debian's prometheus (apt-get install prometheus)
 	$(PY) -m pytest tests_observe
