@@ -22,6 +22,10 @@ from services.tenancy.dburl import to_psycopg2
 # Rows per delete transaction: short locks, bounded WAL per commit, no bloat from one huge
 # transaction; a million-row tenant is a thousand small commits.
 PURGE_BATCH_ROWS = 1000
+# After each batch the purge rests as long as the batch took (pt-archiver's --sleep-coef):
+# at most half a core of the database goes to a purge, the rest to the other tenants'
+# requests, and a million-row purge takes a minute or so instead of half that.
+PURGE_PAUSE_RATIO = 1.0
 Progress = Callable[[str], None]
 
 # Foreign keys between tenant tables: a referencing table is emptied before what it names.
@@ -190,11 +194,13 @@ def _delete_table(
             else:
                 upper = {f"hi{i}": v for i, v in enumerate(end)}
                 n = conn.execute(bounded, {"t": tenant_id, **lower, **upper}).rowcount
+        took = time.monotonic() - started
         done.transactions += 1
-        done.longest_seconds = max(done.longest_seconds, time.monotonic() - started)
+        done.longest_seconds = max(done.longest_seconds, took)
         deleted += n
         if end is None:
             break
+        time.sleep(took * PURGE_PAUSE_RATIO)
         lower = {f"lo{i}": v for i, v in enumerate(end)}
         if progress and deleted % (PURGE_BATCH_ROWS * 50) == 0:
             progress(f"{table.name}: {deleted} rows deleted")
