@@ -104,6 +104,10 @@ def purge_under_load(
     }
     p95 = {name: p95_ms(answers) for name, answers in windows.items()}
     ratio = p95["during"] / p95["before"] if p95["before"] else 0.0
+    # Before and after together, as make load-noisy's quiet phases: a drift of the machine's
+    # other load over the run weighs on both sides (after also carries the autovacuum of the
+    # purged rows). Printed beside; the target is on before, as the issue states it.
+    around = p95_ms(windows["before"] + windows["after"])
     purge = xacts.of(LIFECYCLE_APPLICATION)
     longest = max((t.seconds for t in purge), default=0.0)
     # The advisory lock's transaction (the gateway's role) spans the whole purge, idle.
@@ -138,7 +142,8 @@ def purge_under_load(
             "purge neighbours p95",
             f"{ratio:.2f}x: {p95['during']:.1f} ms during ({len(windows['during'])} requests) / "
             f"{p95['before']:.1f} ms before ({len(windows['before'])}); after "
-            f"{p95['after']:.1f} ms ({len(windows['after'])}); {rate:.0f} req/s over "
+            f"{p95['after']:.1f} ms ({len(windows['after'])}), during / before and after "
+            f"{p95['during'] / around if around else 0.0:.2f}x; {rate:.0f} req/s over "
             f"{len(neighbours)} tenants",
             f"<= {MAX_P95_RATIO:.1f}x",
             0 < ratio <= MAX_P95_RATIO,
