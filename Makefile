@@ -9,7 +9,7 @@ TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 # fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
-.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks bench
+.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks load-lifecycle bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ load-noisy: $(INSTALLED) ## Noisy neighbours: a flood against $$LOCUST_HOST, the
 
 load-attacks: $(INSTALLED) ## Only the attacks: slow bodies, heavy pages, random keys; on stacks it starts
 	$(PY) -m loadtests --attacks
+
+load-lifecycle: $(INSTALLED) ## A 1,000,000-row tenant exported under writes and purged under load (LIFECYCLE_ROWS)
+	$(PY) -m bench.lifecycle
 
 bench: $(INSTALLED) ## The benchmarks; prints ratios measured side by side
 	$(PY) -m bench

@@ -162,9 +162,27 @@ def gateway(request: pytest.FixtureRequest) -> Iterator[ServiceProcess | Externa
     """The gateway in modes api_key,jwt,subdomain (or E2E_GATEWAY_URL's)."""
     external = os.environ.get("E2E_GATEWAY_URL")
     if external:
-        yield ExternalService(url=external.rstrip("/"))
+        service = ExternalService(url=external.rstrip("/"))
+        secrets: Secrets = request.getfixturevalue("secrets")
+        with _purging_what_it_creates(os.environ.get("E2E_ADMIN_URL") or service.url, secrets):
+            yield service
         return
     yield from _session_gateway(request, {})
+
+
+@contextlib.contextmanager
+def _purging_what_it_creates(admin_url: str, secrets: Secrets) -> Iterator[None]:
+    """A stack that outlives the session keeps none of its tenants: they are purged at the end.
+
+    (A stack of the session's own goes with its database.)
+    """
+    auth = {"Authorization": f"Bearer {secrets.admin_token}"}
+    with httpx.Client(base_url=admin_url, headers=auth, timeout=60) as client:
+        before = {t["id"] for t in client.get("/admin/tenants").json()}
+        yield
+        created = [t["id"] for t in client.get("/admin/tenants").json() if t["id"] not in before]
+        for tenant_id in created:
+            client.delete(f"/admin/tenants/{tenant_id}", params={"purge": "true"})
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,13 @@ from loadtests.isolation import name_marker
 from loadtests.noisy import FLOODER, merge_others
 from loadtests.runner import HERE, report_paths, run_locust
 from loadtests.settings import LoadSettings
-from loadtests.tenants import AdminClient, LoadTenant, create_tenants, save_tenants
+from loadtests.tenants import (
+    AdminClient,
+    LoadTenant,
+    create_tenants,
+    delete_tenants,
+    save_tenants,
+)
 
 ATTACK_LOCUSTFILE = HERE / "attack_locustfile.py"
 # Scenario name -> (Locust user class, the setting that says how many of them).
@@ -128,20 +134,14 @@ def _attack(
             count=settings.LOAD_TENANTS,
             rate_limits=[settings.LOAD_RATE_LIMIT_PER_SECOND] * settings.LOAD_TENANTS,
         )
-    flooder = next(t for t in tenants if t.label == FLOODER)
-    _seed(stack.owner_url, flooder, settings.LOAD_HEAVY_ROWS)
-    with tempfile.TemporaryDirectory(prefix="tenantkit-attack-phases-") as tmp:
-        workdir = Path(tmp)
-        save_tenants(tenants, workdir / "tenants.json")
-        phases = ["quiet-1", *settings.attacks, "quiet-2"]
-        figures: dict[str, dict[str, Any]] = {}
-        for phase in phases:
-            found = _phase(
-                settings, stack, phase=phase, fairness=fairness, workdir=workdir, extra=extra_args
-            )
-            if found is None:
-                return None
-            figures[phase] = found
+    try:
+        figures = _phases(settings, stack, tenants, fairness=fairness, extra_args=extra_args)
+    finally:
+        # Like every load test: what it creates goes (the stack's database goes too, after).
+        with AdminClient(stack.url, stack.admin_token) as admin:
+            delete_tenants(admin, tenants)
+    if figures is None:
+        return None
     quiet = merge_others([figures["quiet-1"], figures["quiet-2"]])
     return [
         AttackResult(
@@ -153,6 +153,31 @@ def _attack(
         )
         for name in settings.attacks
     ]
+
+
+def _phases(
+    settings: LoadSettings,
+    stack: AttackStack,
+    tenants: list[LoadTenant],
+    *,
+    fairness: str,
+    extra_args: list[str],
+) -> dict[str, dict[str, Any]] | None:
+    """Seed the heavy tenant, run quiet / each attack / quiet; each phase's figures."""
+    flooder = next(t for t in tenants if t.label == FLOODER)
+    _seed(stack.owner_url, flooder, settings.LOAD_HEAVY_ROWS)
+    with tempfile.TemporaryDirectory(prefix="tenantkit-attack-phases-") as tmp:
+        workdir = Path(tmp)
+        save_tenants(tenants, workdir / "tenants.json")
+        figures: dict[str, dict[str, Any]] = {}
+        for phase in ["quiet-1", *settings.attacks, "quiet-2"]:
+            found = _phase(
+                settings, stack, phase=phase, fairness=fairness, workdir=workdir, extra=extra_args
+            )
+            if found is None:
+                return None
+            figures[phase] = found
+    return figures
 
 
 def _phase(
