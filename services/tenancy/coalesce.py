@@ -3,9 +3,10 @@
 uvicorn writes a response's status line and headers, then its body, as two `send` calls, so
 the peer (a client, or the gateway's upstream connection) wakes up and parses twice per
 answer. Every process here serves small answers whose start and body are sent in the same
-turn of the event loop, so the writes of one turn are joined and sent once, at the end of
-that turn: one syscall and one wake-up of the peer instead of two (issue 10's profile).
-Nothing is held across turns, so streamed answers still go out chunk by chunk.
+turn of the event loop: a first write (the headers) is held until the next one (the body)
+and both are sent together, at the moment uvicorn sent the body alone; one syscall and one
+wake-up of the peer instead of two (issue 10's profile). A write with no follower in its turn
+leaves at the turn's end, so streamed answers still go out chunk by chunk.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingTransport:
-    """Wraps a transport: writes made in one loop turn leave as one `write` at its end."""
+    """Wraps a transport: an answer's headers and body leave in one `write`."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -25,9 +26,14 @@ class CoalescingTransport:
         self._pending: list[bytes] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._pending:
-            self._loop.call_soon(self.flush)
+        if self._pending:
+            # The body after its headers: both leave now, when uvicorn sent the body alone.
+            self._pending.append(bytes(data))
+            self.flush()
+            return
+        # A first write (an answer's headers) waits for the next one, or for the turn's end.
         self._pending.append(bytes(data))
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send what this turn wrote (as one write); nothing when it was already sent."""
