@@ -27,6 +27,7 @@ from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
 from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
+from gateway.dispatch import TenantPaths
 from gateway.errors import GatewayError, handle_gateway_error, handle_validation_error
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
@@ -173,6 +174,15 @@ def create_app(settings: Settings) -> FastAPI:
     own = [*health.router.routes, *admin.router.routes, *app.router.routes]
     ownpaths.refuse_other_methods(app, own, METHODS)
     app.add_route("/{path:path}", pipeline.handle, methods=METHODS)
+    # Innermost: tenant requests skip FastAPI's router and wrappers (gateway/dispatch.py).
+    app.add_middleware(
+        TenantPaths,
+        handler=pipeline.handle,
+        catch_all=app.router.routes[-1],
+        own_routes=lambda: app.router.routes,
+        methods=METHODS,
+        exception_handlers=app.exception_handlers,
+    )
     app.add_middleware(admin.AdminGate, admin_token=settings.ADMIN_TOKEN)
     app.add_middleware(
         ListenerGate,

@@ -44,8 +44,8 @@ def install(app: FastAPI, *, settings: Settings, metrics: Metrics) -> None:
         template = route_template(scope)
         if template not in (_CATCH_ALL, "unmatched"):
             return template
-        # Tenant requests: labelled by the service prefix (FastAPI does not leave the
-        # catch-all in the scope); anything else stays "unmatched", one bounded series.
+        # Tenant requests: labelled by the service prefix (the catch-all's template names
+        # no service); anything else stays "unmatched", one bounded series.
         return routes.prefix_of(scope.get("path", "")) or "unmatched"
 
     def then(scope: Scope, status: int, seconds: float, sent: int) -> None:

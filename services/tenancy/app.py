@@ -19,6 +19,7 @@ from services.tenancy import health
 from services.tenancy.allow import install_method_not_allowed
 from services.tenancy.audit import UnsafeDatabase, require_isolation
 from services.tenancy.body import ReadBodyFirst
+from services.tenancy.coalesce import CoalescingHttpTools
 from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.logs import configure_logging
@@ -166,6 +167,13 @@ def serve(app: FastAPI, settings: TenantServiceSettings, *, host: str, port: int
     log_config = configure_logging(settings.SERVICE_NAME, settings.LOG_FORMAT)
     audit_before_serving(settings.SERVICE_NAME, settings.database_url())
     # access_log=False: services.tenancy.accesslog writes the one line per request.
+    # http: one socket write per answer instead of two (services/tenancy/coalesce.py).
     uvicorn.run(
-        app, host=host, port=port, log_level="info", access_log=False, log_config=log_config
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        log_config=log_config,
+        http=CoalescingHttpTools,
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from services.tenancy.context import SessionDep, read_and_commit
+from services.tenancy.context import SessionDep, TenantDep, read_as_tenant
 from services.users import service
 from services.users.dependencies import MAX_ID, UserCreateDep, UserDep, UserUpdateDep
 from services.users.schemas import Problem, UserCreate, UserOut, UserUpdate
@@ -59,17 +59,17 @@ def _next_link(request: Request, *, after: int, limit: int) -> str:
     summary="List the tenant's users by id",
 )
 async def list_users(
-    session: SessionDep,
+    context: TenantDep,
     request: Request,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Only ids above this")] = None,
 ) -> Any:
-    # The hot reads are `async def` with their query and COMMIT in one worker-thread hop, and
-    # return the loaded rows: `response_model` validates and serialises them once, on the
-    # event loop (a sync route pays a hop for itself and another to validate its answer).
-    users, more = await read_and_commit(
-        session, service.list_users, session, after=after, limit=limit
+    # The hot reads are `async def`, open their session, read and COMMIT in one worker-thread
+    # hop (no session dependency to solve), and return the loaded rows: `response_model`
+    # validates and serialises them once, on the event loop.
+    users, more = await read_as_tenant(
+        request, context, service.list_users, after=after, limit=limit
     )
     if more:
         response.headers["Link"] = _next_link(request, after=users[-1].id, limit=limit)
@@ -94,8 +94,10 @@ def create_user(data: UserCreateDep, session: SessionDep) -> UserOut:
     responses=_responses(401, 404, 422, 503),
     summary="Get one user",
 )
-async def get_user(session: SessionDep, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Any:
-    return await read_and_commit(session, service.get_user, session, user_id)
+async def get_user(
+    request: Request, context: TenantDep, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> Any:
+    return await read_as_tenant(request, context, service.get_user, user_id)
 
 
 @router.patch(
