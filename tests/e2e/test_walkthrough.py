@@ -15,6 +15,7 @@ import redis
 from doclines import DocLine, Reader, names_in, sh_blocks
 from makerun import MakeRun, gone
 
+from gateway.tests.factories import wait_for
 from kit.datadir import read_env_file
 from kit.procs import ROOT, child_env
 from kit.servers import PgServer, RedisServer, free_port
@@ -88,12 +89,13 @@ def test_make_run_serves_the_tutorial_stops_cleanly_and_reuses_its_data(kit_work
         assert database_url.startswith("postgresql://")
         assert len(first.printed("admin token:")) >= 32
         assert any(f'curl -X POST "{url}/users/" -H "X-Tenant-ID: 1"' in ln for ln in first.lines)
-        # Each child's output comes through, prefixed with its name.
-        for name in ("postgres", "redis", "migrate", "users", "gateway"):
-            assert any(re.match(rf"{name} +\| ", ln) for ln in first.lines), name
-
         insert_tutorial_tenants(database_url)
         walk_through(url)
+        # Each child's output comes through, prefixed with its name (a child's line may
+        # reach the runner's pipe a moment after the banner).
+        for name in ("postgres", "redis", "migrate", "users", "gateway"):
+            printed = lambda n=name: any(re.match(rf"{n} +\| ", ln) for ln in first.lines)  # noqa: E731
+            assert wait_for(printed, within=10) is not None, name
 
         data_dir = Path(env["KIT_DATA_DIR"])
         assert (data_dir / "stack.env").stat().st_mode & 0o077 == 0
