@@ -40,6 +40,17 @@ TENANT_ROW_ID_FUNCTION = """
 """
 
 
+def is_shared() -> bool:
+    """Whether this run migrates `shared` (DATABASE_URL's database, the gateway's directory).
+
+    A dedicated placement (TENANT_DATABASES) gets every tenant table, with the same RLS,
+    grants and counters, but not the gateway's tables: its `tenants` holds only the ids its
+    tenant tables' foreign keys point at (SPEC §11).
+    """
+    attributes = op.get_context().config.attributes  # type: ignore[union-attr]
+    return attributes.get("placement", "shared") == "shared"
+
+
 def app_role() -> str:
     return op.get_context().config.attributes["app_role"]  # type: ignore[union-attr]
 
