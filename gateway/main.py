@@ -32,6 +32,7 @@ from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.listeners import ListenerGate
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
+from gateway.placements import Placements
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
 from gateway.requestid import RequestIdMiddleware
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
                 metrics=metrics,
                 enabled=fair,
             ),
+            placements=Placements(settings.placement_urls()),
         )
         app_url = settings.lifecycle_database_url()
         state.lifecycle = purger.Lifecycle(
@@ -140,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
             await session.close()
             await redis.client.aclose()
             await pubsub_client.aclose()
+            state.placements.dispose()
             engine.dispose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the spans not yet exported

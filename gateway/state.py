@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import aiohttp
@@ -16,6 +16,7 @@ from gateway.config import Settings
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import Metrics
+from gateway.placements import Placements
 from gateway.proxy import RouteTable
 from gateway.purger import Lifecycle
 from gateway.ratelimit import RateLimiter
@@ -40,6 +41,7 @@ class GatewayState:
     admission: Admission
     key_guard: KeyLookupGuard
     lifecycle: Lifecycle | None = None
+    placements: Placements = field(default_factory=lambda: Placements({}))
 
 
 def gateway_state(request: Request) -> GatewayState:
