@@ -110,6 +110,14 @@ class GatewayDatabase(BaseSettings):
         placements = parse_tenant_databases(self.TENANT_DATABASES)
         return {n: plain(u) for n, u in role_urls(self.database_url(), placements).items()}
 
+    def lifecycle_placement_urls(self) -> dict[str, str]:
+        """The services' role's URL in every placement (the mover's), or {} without one."""
+        url = self.lifecycle_database_url()
+        if url is None:
+            return {}
+        placements = parse_tenant_databases(self.TENANT_DATABASES)
+        return {n: plain(u) for n, u in role_urls(to_psycopg2(url), placements).items()}
+
     def lifecycle_database_url(self) -> str | None:
         """APP_DATABASE_URL, else the services' role derived from DATABASE_URL, else None."""
         if self.APP_DATABASE_URL:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from gateway.admission import Admission
 from gateway.breaker import RedisLink
 from gateway.config import Settings
+from gateway.hold import Holds
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import Metrics
@@ -42,6 +43,9 @@ class GatewayState:
     key_guard: KeyLookupGuard
     lifecycle: Lifecycle | None = None
     placements: Placements = field(default_factory=lambda: Placements({}))
+    holds: Holds = field(default_factory=Holds)
+    # The services' role in every placement, for moves (empty without APP_DATABASE_URL).
+    mover_engines: dict[str, Engine] = field(default_factory=dict)
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -105,6 +105,6 @@ def rows(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(sql, args)
-            return list(cur.fetchall())
+            return list(cur.fetchall()) if cur.description is not None else []
     finally:
         conn.close()
