@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import archive, cli_lifecycle, invalidation, lifecycle, store, usage
+from gateway import archive, cli_lifecycle, cli_move, invalidation, lifecycle, store, usage
 from gateway.config import CliSettings
 from gateway.dbaudit import refuse_powerful_role
 from gateway.placements import Placements, UnknownPlacement
@@ -91,6 +91,8 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
         _print(TenantOut.of(tenant).model_dump(mode="json"))
     elif args.action == "usage":
         _usage(args, engine, settings)
+    elif args.action == "move":
+        cli_move.run(args, engine, settings, lambda k, m: _publish(settings, k, m))
     elif args.action in cli_lifecycle.VERBS:
         cli_lifecycle.run(args, engine, settings, lambda k, m: _publish(settings, k, m))
 
@@ -160,7 +162,7 @@ def parser() -> argparse.ArgumentParser:
     tenants = groups.add_parser(
         "tenants",
         help="create, list, update, suspend, activate, delete, restore, purge, export, import, "
-        "usage",
+        "move, usage",
     )
     t = tenants.add_subparsers(dest="action", required=True)
     create = t.add_parser("create", help="create a tenant and print its first API key")
@@ -178,6 +180,7 @@ def parser() -> argparse.ArgumentParser:
     for action in ("suspend", "activate"):
         t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
     cli_lifecycle.add_parsers(t)
+    cli_move.add_parser(t)
     used = t.add_parser("usage", help="requests, errors, p95, database time, rows, bytes")
     used.add_argument("id", type=int)
     used.add_argument("--window-seconds", type=int, default=3600)

@@ -29,6 +29,8 @@ class PlacedStack:
     users: ServiceProcess
     gateway: ServiceProcess
     secrets: Secrets
+    # The gateway user's Redis URL (an operator's CLI publishes with it).
+    redis_url: str
 
     def admin_client(self) -> httpx.Client:
         return httpx.Client(
@@ -92,6 +94,7 @@ def placed_stack(
             users=users,
             gateway=gateway,
             secrets=secrets,
+            redis_url=redis.url,
         )
     finally:
         gateway.stop()

@@ -3,6 +3,9 @@ acknowledged write where it should be and nowhere else; a failed move changes no
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +16,9 @@ import httpx
 import pytest
 from placed_stack import DEDICATED, PlacedStack, placed_stack, rows
 
+from gateway.invalidation import SECOND_PASS_DELAY_SECONDS
 from gateway.tests.factories import bearer, unique_name
+from kit.procs import ROOT, child_env
 from kit.servers import PgServer
 from kit.stacks import Secrets
 
@@ -201,3 +206,42 @@ def test_move_requests_that_cannot_start_are_refused(
     assert already.status_code == 409
     missing = admin.post("/admin/tenants/999999/move", json={"to": "shared"})
     assert missing.status_code == 404
+
+
+def test_the_cli_moves_a_tenant_and_the_gateway_serves_it_from_there(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    tenant = make_tenant(admin)
+    # After the create's own repeated invalidation: the writes below leave the tenant cached
+    # (placement shared), so only the CLI's invalidation can send the next request elsewhere.
+    time.sleep(SECOND_PASS_DELAY_SECONDS + 0.3)
+    with httpx.Client(
+        base_url=stack.gateway.url, headers=bearer(tenant["api_key"]), timeout=10
+    ) as client:
+        for n in range(10):
+            assert client.post("/users", json={"name": f"u{n}"}).status_code == 201
+        moved = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "tenants", "move", str(tenant["id"])]
+            + ["--to", DEDICATED],
+            env=child_env(
+                {
+                    "DATABASE_URL": stack.shared.url,
+                    "TENANT_DATABASES": stack.tenant_databases,
+                    "REDIS_URL": stack.redis_url,
+                }
+            ),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert moved.returncode == 0, moved.stderr
+        assert json.loads(moved.stdout)["state"] == "done"
+        assert "cut over to dedicated" in moved.stderr
+        # The gateway was told: the next request goes to the dedicated placement.
+        assert client.post("/users", json={"name": "after"}).status_code == 201
+        assert len(client.get("/users").json()) == 11
+    assert len(stored(stack, DEDICATED, tenant["id"])) == 11
+    assert stored(stack, "shared", tenant["id"]) == {}
+    assert admin.get(f"/admin/tenants/{tenant['id']}/move").json()["state"] == "done"
