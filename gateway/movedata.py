@@ -10,7 +10,6 @@ matter. The mover's own writes set `app.tenant_mover`, which a frozen placement 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -187,26 +186,24 @@ def catch_up(source: Engine, target: Engine, tenant_id: int, data: list[Table]) 
 
 
 def fingerprint(engine: Engine, tenant_id: int, data: list[Table]) -> dict[str, tuple[int, str]]:
-    """(row count, SHA-256 over the rows in id order) per table, from one snapshot."""
+    """(row count, SHA-256 over the rows' MD5s in id order) per table, from one snapshot.
+
+    Computed by PostgreSQL: only two values per table cross the wire, which keeps the
+    verification inside the cut-over short (it runs while the tenant's requests wait).
+    """
     found: dict[str, tuple[int, str]] = {}
     with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ", stream_results=True)
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             enter_tenant(conn, tenant_id)
             for table in data:
-                digest = hashlib.sha256()
-                count = 0
-                result = conn.execute(
+                count, digest = conn.execute(
                     text(
-                        f"SELECT row({_select(table)})::text FROM {table.name} "
-                        "WHERE tenant_id = :t ORDER BY id"
+                        f"SELECT count(*), encode(sha256(convert_to(coalesce(string_agg("
+                        f"md5(row({_select(table)})::text), '' ORDER BY id), ''), 'UTF8')), 'hex') "
+                        f"FROM {table.name} WHERE tenant_id = :t"
                     ),
                     {"t": tenant_id},
-                )
-                for batch in result.partitions(COPY_BATCH_ROWS):
-                    for (row,) in batch:
-                        digest.update(row.encode())
-                        digest.update(b"\n")
-                        count += 1
-                found[table.name] = (count, digest.hexdigest())
+                ).one()
+                found[table.name] = (int(count), str(digest))
     return found

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,12 +99,19 @@ class Move:
             time.sleep(HOLD_SETTLE_SECONDS)
             movedata.mark(src, self.tenant_id, "frozen")
             movedata.wait_out_older_transactions(src)
+            froze = time.monotonic()
             while movedata.catch_up(src, dst, self.tenant_id, data):
                 pass
-            before = movedata.fingerprint(src, self.tenant_id, data)
-            after = movedata.fingerprint(dst, self.tenant_id, data)
+            caught_up = time.monotonic()
+            # Both sides at once: they are different databases, and the tenant is waiting.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                sides = [
+                    pool.submit(movedata.fingerprint, e, self.tenant_id, data) for e in (src, dst)
+                ]
+                before, after = (side.result() for side in sides)
             if before != after:
                 raise movedata.MoveError(f"verification failed: source {before}, target {after}")
+            verified = time.monotonic()
             movedata.mark(dst, self.tenant_id, None)
             record = self._flip()
             flipped = True
@@ -112,6 +120,15 @@ class Move:
             held = False
             pause_ms = int((time.monotonic() - started) * 1000)
             self._update(write_pause_ms=pause_ms)
+            log.info(
+                "move of tenant %s: writes paused %d ms (hold and freeze %d, last changes %d, "
+                "verification %d, flip and release %d)",
+                self.tenant_id,
+                pause_ms,
+                *(int(b * 1000 - a * 1000) for a, b in ((started, froze), (froze, caught_up))),
+                int((verified - caught_up) * 1000),
+                pause_ms - int((verified - started) * 1000),
+            )
             self.progress(f"cut over to {self.target} (writes paused {pause_ms} ms); cleaning up")
             movedata.clear(src, self.tenant_id, names)
             return self._finish("done")
