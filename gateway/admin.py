@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import admin_writes, invalidation, store, usage
 from gateway.breaker import RedisDown
 from gateway.errors import GatewayError, error_response
-from gateway.placements import UnknownPlacement
+from gateway.placements import UnknownPlacement, unknown_placement
 from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
 from gateway.state import GatewayState, StateDep
 
@@ -112,8 +112,7 @@ async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
     try:
         place = state.placements.parent_row_adder(body.placement)
     except UnknownPlacement:
-        known = ", ".join(state.placements.names)
-        raise GatewayError(422, f"unknown placement {body.placement!r} (known: {known})") from None
+        raise unknown_placement("placement", body.placement, state.placements.names) from None
     # Someone may have asked for this id or slug before it existed: drop the "no such" entries.
     tenant, key, clear = await _change(
         state,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from gateway import invalidation, movedata, mover, store
 from gateway.admin import TenantId, _call, require_admin
 from gateway.errors import GatewayError
-from gateway.placements import UnknownPlacement
+from gateway.placements import UnknownPlacement, unknown_placement
 from gateway.schemas import PlacementName
 from gateway.state import GatewayState, StateDep
 
@@ -58,8 +58,7 @@ async def start_move(tenant_id: TenantId, body: MoveBody, state: StateDep) -> JS
             mover.begin, state.engine, state.placements, tenant_id, body.to
         )
     except UnknownPlacement:
-        known = ", ".join(state.placements.names)
-        raise GatewayError(422, f"unknown placement {body.to!r} (known: {known})") from None
+        raise unknown_placement("to", body.to, state.placements.names) from None
     except mover.MoveRunning:
         raise GatewayError(409, "a move of this tenant is running") from None
     except movedata.MoveError as exc:

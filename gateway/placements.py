@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine, text
 
 from gateway.store import make_engine
@@ -17,6 +18,20 @@ from services.tenancy.placements import SHARED
 
 class UnknownPlacement(Exception):
     """No placement of this name is configured (TENANT_DATABASES)."""
+
+
+def unknown_placement(field: str, name: str, known: list[str]) -> RequestValidationError:
+    """The 422 for a placement name no TENANT_DATABASES entry has, shaped like any other."""
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("body", field),
+                "msg": f"unknown placement {name!r} (known: {', '.join(known)})",
+                "input": name,
+            }
+        ]
+    )
 
 
 class Placements:

@@ -3,8 +3,9 @@
 `TENANT_DATABASES` says *where* each placement is (`name=postgresql://host:port/db`, comma
 list). It does not say *who* connects: every process reaches a placement as its own role (the
 services as theirs, the gateway as its), with that role's user and password and the
-placement's host, port and database. So the same value can be given to every process, and a
-password written into it (the bootstrap user's, for migrations) reaches no running service.
+placement's host, port and database. So the same value can be given to every process; a
+password written into it (the bootstrap user's, for migrations) is ignored by the running
+ones (`make run` hands them the value without it).
 """
 
 from __future__ import annotations
