@@ -246,3 +246,27 @@ def test_the_cli_moves_a_tenant_and_the_gateway_serves_it_from_there(
     assert len(stored(stack, DEDICATED, tenant["id"])) == 11
     assert stored(stack, "shared", tenant["id"]) == {}
     assert admin.get(f"/admin/tenants/{tenant['id']}/move").json()["state"] == "done"
+
+
+def test_a_second_move_of_a_tenant_is_refused_while_the_first_runs(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    tenant = make_tenant(admin)
+    # Enough rows that the copy takes a while (about a second here) after the 202.
+    rows(
+        stack.shared.url,
+        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
+        "FROM generate_series(1, 3000) g",
+        tenant["id"],
+    )
+    first = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
+    assert first.status_code == 202, first.text
+    assert first.json()["state"] in ("copying", "catching_up", "cutover")
+    second = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
+    assert second.status_code == 409
+    assert second.json()["detail"] == "a move of this tenant is running"
+    deadline = time.monotonic() + 60
+    while admin.get(f"/admin/tenants/{tenant['id']}/move").json()["state"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert len(stored(stack, DEDICATED, tenant["id"])) == 3000
