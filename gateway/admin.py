@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import admin_writes, invalidation, store, usage
 from gateway.breaker import RedisDown
 from gateway.errors import GatewayError, error_response
+from gateway.placements import UnknownPlacement, unknown_placement
 from gateway.schemas import KeyCreated, TenantCreate, TenantCreated, TenantOut, TenantPatch
 from gateway.state import GatewayState, StateDep
 
@@ -108,6 +109,10 @@ async def _change(
 @router.post("/tenants", status_code=201)
 async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
     """Create a tenant; the answer carries its first API key, shown this once."""
+    try:
+        place = state.placements.parent_row_adder(body.placement)
+    except UnknownPlacement:
+        raise unknown_placement("placement", body.placement, state.placements.names) from None
     # Someone may have asked for this id or slug before it existed: drop the "no such" entries.
     tenant, key, clear = await _change(
         state,
@@ -119,6 +124,8 @@ async def create_tenant(body: TenantCreate, state: StateDep) -> TenantCreated:
         rate_limit_per_second=body.rate_limit_per_second,
         max_in_flight=body.max_in_flight,
         statement_timeout_ms=body.statement_timeout_ms,
+        placement=body.placement,
+        place=place,
     )
     return TenantCreated(**TenantOut.of(tenant).model_dump(), api_key=clear, api_key_id=key.id)
 

@@ -19,9 +19,10 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import archive, cli_lifecycle, invalidation, lifecycle, store, usage
+from gateway import archive, cli_lifecycle, cli_move, invalidation, lifecycle, store, usage
 from gateway.config import CliSettings
 from gateway.dbaudit import refuse_powerful_role
+from gateway.placements import Placements, UnknownPlacement
 from gateway.schemas import KeyCreated, TenantCreate, TenantOut, TenantPatch
 from services.tenancy.settings import EXIT_BAD_SETTING, setting_error_line
 
@@ -57,8 +58,19 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
             rate_limit_per_second=args.rate_limit,
             max_in_flight=args.max_in_flight,
             statement_timeout_ms=args.statement_timeout_ms,
+            placement=args.placement,
         )
-        tenant, key, clear = store.create_tenant(engine, **body.model_dump())
+        placements = Placements(settings.placement_urls())
+        try:
+            place = placements.parent_row_adder(body.placement)
+            tenant, key, clear = store.create_tenant(engine, **body.model_dump(), place=place)
+        except UnknownPlacement:
+            known = ", ".join(placements.names)
+            raise cli_lifecycle.CliRefusal(
+                f"unknown placement {body.placement!r} (known: {known})"
+            ) from None
+        finally:
+            placements.dispose()
         _publish(settings, *invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
         _print(
             {**TenantOut.of(tenant).model_dump(mode="json"), "api_key": clear, "api_key_id": key.id}
@@ -79,6 +91,8 @@ def _tenants(args: argparse.Namespace, engine: Engine, settings: CliSettings) ->
         _print(TenantOut.of(tenant).model_dump(mode="json"))
     elif args.action == "usage":
         _usage(args, engine, settings)
+    elif args.action == "move":
+        cli_move.run(args, engine, settings, lambda k, m: _publish(settings, k, m))
     elif args.action in cli_lifecycle.VERBS:
         cli_lifecycle.run(args, engine, settings, lambda k, m: _publish(settings, k, m))
 
@@ -148,7 +162,7 @@ def parser() -> argparse.ArgumentParser:
     tenants = groups.add_parser(
         "tenants",
         help="create, list, update, suspend, activate, delete, restore, purge, export, import, "
-        "usage",
+        "move, usage",
     )
     t = tenants.add_subparsers(dest="action", required=True)
     create = t.add_parser("create", help="create a tenant and print its first API key")
@@ -157,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--rate-limit", type=int, help="requests per second (0: no limit)")
     create.add_argument("--max-in-flight", type=int, help="requests in flight at once (0: no cap)")
     create.add_argument("--statement-timeout-ms", type=int, help="the services' statement limit")
+    create.add_argument("--placement", default="shared", help="shared or a TENANT_DATABASES name")
     t.add_parser("list", help="list tenants")
     update = t.add_parser("update", help="change a tenant's limits (`default`: back to default)")
     update.add_argument("id", type=int)
@@ -165,6 +180,7 @@ def parser() -> argparse.ArgumentParser:
     for action in ("suspend", "activate"):
         t.add_parser(action, help=f"{action} a tenant").add_argument("id", type=int)
     cli_lifecycle.add_parsers(t)
+    cli_move.add_parser(t)
     used = t.add_parser("usage", help="requests, errors, p95, database time, rows, bytes")
     used.add_argument("id", type=int)
     used.add_argument("--window-seconds", type=int, default=3600)

@@ -14,6 +14,7 @@ from yarl import URL
 
 from services.tenancy.dburl import derive_app_url, derive_gateway_url, plain, to_psycopg2
 from services.tenancy.logs import LogFormat
+from services.tenancy.placements import parse_tenant_databases, role_urls
 from services.tenancy.settings import otlp_endpoint, stop_on_bad_setting
 
 CREDENTIAL_MODES = frozenset({"api_key", "jwt"})
@@ -68,10 +69,18 @@ class GatewayDatabase(BaseSettings):
     TENANT_DELETION_GRACE_SECONDS: int = Field(default=2_592_000, ge=0, le=10 * 365 * 86400)
     # The HMAC key of deletion certificates; unset: derived from ADMIN_TOKEN.
     DELETION_CERTIFICATE_SECRET: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
+    # Extra placements (SPEC §11), reached as the gateway role (a tenant's parent row).
+    TENANT_DATABASES: str | None = None
 
     _postgres_url = field_validator("GATEWAY_DATABASE_URL", "DATABASE_URL", "APP_DATABASE_URL")(
         _check_postgres_url
     )
+
+    @field_validator("TENANT_DATABASES")
+    @classmethod
+    def _placements(cls, value: str | None) -> str | None:
+        parse_tenant_databases(value)
+        return value
 
     @model_validator(mode="after")
     def _some_database(self) -> Self:
@@ -95,6 +104,19 @@ class GatewayDatabase(BaseSettings):
         if self.GATEWAY_DATABASE_URL:
             return self.GATEWAY_DATABASE_URL
         return plain(derive_gateway_url(self.DATABASE_URL or ""))
+
+    def placement_urls(self) -> dict[str, str]:
+        """The gateway role's URL in every placement, `shared` first (plain URLs)."""
+        placements = parse_tenant_databases(self.TENANT_DATABASES)
+        return {n: plain(u) for n, u in role_urls(self.database_url(), placements).items()}
+
+    def lifecycle_placement_urls(self) -> dict[str, str]:
+        """The services' role's URL in every placement (the mover's), or {} without one."""
+        url = self.lifecycle_database_url()
+        if url is None:
+            return {}
+        placements = parse_tenant_databases(self.TENANT_DATABASES)
+        return {n: plain(u) for n, u in role_urls(to_psycopg2(url), placements).items()}
 
     def lifecycle_database_url(self) -> str | None:
         """APP_DATABASE_URL, else the services' role derived from DATABASE_URL, else None."""

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.breaker import RedisDown, RedisLink
+from gateway.hold import Holds
 from gateway.tenants import TenantDirectory, apikey_redis_key, slug_redis_key, tenant_redis_key
 
 CHANNEL = "tk:invalidate"
@@ -55,10 +56,28 @@ def publish_sync(client: SyncRedis, keys: list[str], messages: list[str]) -> Non
 class Invalidator:
     """Publishes this process's admin changes and applies everyone's."""
 
-    def __init__(self, *, redis: RedisLink, directory: TenantDirectory) -> None:
+    def __init__(
+        self, *, redis: RedisLink, directory: TenantDirectory, holds: Holds | None = None
+    ) -> None:
         self._redis = redis
         self._directory = directory
+        # A move's hold:<id> / release:<id> travel on the same channel (gateway/hold.py).
+        self._holds = holds
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _apply(self, message: str) -> None:
+        if self._holds is None or not self._holds.apply(message):
+            self._directory.forget(message)
+
+    async def announce(self, message: str) -> None:
+        """Apply and publish one message once: a repeated hold could outlive its release."""
+        self._apply(message)
+        try:
+            await self._redis.call(
+                lambda r: r.publish(CHANNEL, message), wait_seconds=INVALIDATION_WAIT_SECONDS
+            )
+        except RedisDown:
+            log.warning("redis is down: %s reaches only this gateway", message)
 
     async def publish(self, keys: list[str], messages: list[str]) -> None:
         """Drop the entries here, in Redis and (via pub/sub) in every other gateway."""
@@ -75,7 +94,7 @@ class Invalidator:
 
     async def _publish_once(self, keys: list[str], messages: list[str]) -> None:
         for message in messages:
-            self._directory.forget(message)
+            self._apply(message)
 
         async def send(client: Redis) -> None:
             pipe = client.pipeline(transaction=False)
@@ -110,7 +129,7 @@ class Invalidator:
                     while True:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is not None and message["type"] == "message":
-                            self._directory.forget(str(message["data"]))
+                            self._apply(str(message["data"]))
             except (RedisError, OSError, TimeoutError):
                 await asyncio.sleep(0.5)
 

@@ -15,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from gateway import (
     admin,
     admin_lifecycle,
+    admin_move,
     health,
+    mover,
     observe,
     openapi,
     ownpaths,
@@ -29,10 +31,12 @@ from gateway.cacheseal import Sealer, derive_cache_key
 from gateway.config import Settings
 from gateway.dispatch import TenantPaths
 from gateway.errors import GatewayError, handle_gateway_error, handle_validation_error
+from gateway.hold import Holds
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.listeners import ListenerGate
 from gateway.metrics import CountResponses, Metrics, metrics_endpoint
+from gateway.placements import Placements
 from gateway.proxy import RouteTable, make_session
 from gateway.ratelimit import RateLimiter
 from gateway.requestid import RequestIdMiddleware
@@ -81,7 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
             ttl_seconds=settings.TENANT_CACHE_TTL_SECONDS,
             sealer=Sealer(derive_cache_key(settings.cache_secret)),
         )
-        invalidator = Invalidator(redis=redis, directory=directory)
+        holds = Holds()
+        invalidator = Invalidator(redis=redis, directory=directory, holds=holds)
         fair = settings.TENANT_FAIRNESS == "on"
         state = GatewayState(
             settings=settings,
@@ -113,6 +118,9 @@ def create_app(settings: Settings) -> FastAPI:
                 metrics=metrics,
                 enabled=fair,
             ),
+            placements=Placements(settings.placement_urls()),
+            holds=holds,
+            mover_engines=mover.app_engines(settings.lifecycle_placement_urls()),
         )
         app_url = settings.lifecycle_database_url()
         state.lifecycle = purger.Lifecycle(
@@ -141,6 +149,9 @@ def create_app(settings: Settings) -> FastAPI:
             await session.close()
             await redis.client.aclose()
             await pubsub_client.aclose()
+            state.placements.dispose()
+            for each in state.mover_engines.values():
+                each.dispose()
             engine.dispose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the spans not yet exported
@@ -160,6 +171,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(admin_lifecycle.router)
+    app.include_router(admin_move.router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     # The admin API is described only where it is served: not once it has moved to the
     # internal listener (GATEWAY_INTERNAL_PORT), whose clients hold the admin token anyway.

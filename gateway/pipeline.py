@@ -1,6 +1,6 @@
 """The gateway's request path, in order: identify -> authenticate -> validate tenant ->
-rate limit -> admit -> read body -> sign -> forward. Each step is one call into the module
-that owns it."""
+(wait out a move's cut-over) -> rate limit -> admit -> read body -> sign -> forward. Each
+step is one call into the module that owns it."""
 
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ async def handle(request: Request) -> Response:
         slug_to_id=state.key_guard.guard(state.directory.tenant_id_for_slug, client=client),
     )
     tenant = await validate_tenant(state.directory, tenant_id)
+    if await state.holds.wait(tenant.id):  # a move's cut-over: then where it lives now
+        tenant = await validate_tenant(state.directory, tenant_id)
     request.state.tenant_id = tenant.id  # from here on, the request counts as the tenant's
 
     limit_headers = await state.limiter.enforce(

@@ -17,6 +17,7 @@ RateLimit = Annotated[int, Field(ge=0, le=1_000_000)]
 MaxInFlight = Annotated[int, Field(ge=0, le=100_000)]
 # null = the services' default statement timeout; at most one hour.
 StatementTimeoutMs = Annotated[int, Field(gt=0, le=3_600_000)]
+PlacementName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
 class TenantCreate(BaseModel):
@@ -27,6 +28,8 @@ class TenantCreate(BaseModel):
     rate_limit_per_second: RateLimit | None = None
     max_in_flight: MaxInFlight | None = None
     statement_timeout_ms: StatementTimeoutMs | None = None
+    # `shared` or a TENANT_DATABASES name (an unknown one: 422, checked by the route).
+    placement: PlacementName = "shared"
 
 
 class TenantPatch(BaseModel):
@@ -61,6 +64,7 @@ class TenantOut(BaseModel):
     rate_limit_per_second: int | None
     max_in_flight: int | None
     statement_timeout_ms: int | None
+    placement: str
     created_at: dt.datetime
 
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import aiohttp
@@ -13,9 +13,11 @@ from starlette.requests import Request
 from gateway.admission import Admission
 from gateway.breaker import RedisLink
 from gateway.config import Settings
+from gateway.hold import Holds
 from gateway.invalidation import Invalidator
 from gateway.keyguard import KeyLookupGuard
 from gateway.metrics import Metrics
+from gateway.placements import Placements
 from gateway.proxy import RouteTable
 from gateway.purger import Lifecycle
 from gateway.ratelimit import RateLimiter
@@ -40,6 +42,10 @@ class GatewayState:
     admission: Admission
     key_guard: KeyLookupGuard
     lifecycle: Lifecycle | None = None
+    placements: Placements = field(default_factory=lambda: Placements({}))
+    holds: Holds = field(default_factory=Holds)
+    # The services' role in every placement, for moves (empty without APP_DATABASE_URL).
+    mover_engines: dict[str, Engine] = field(default_factory=dict)
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from gateway.apikeys import display_prefix, generate_key, key_digest
 from gateway.errors import DependencyDown
 from services.tenancy.dburl import to_psycopg2
+from services.tenancy.placements import SHARED, signed_placement
 
 # Short on purpose: a dead or stuck PostgreSQL must turn into a 503 within the SPEC's 5 s.
 CONNECT_TIMEOUT_SECONDS = 2
@@ -55,6 +56,8 @@ tenants = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("max_in_flight", Integer),
     Column("statement_timeout_ms", Integer),
+    Column("placement", Text, nullable=False),
+    Column("placement_epoch", BigInteger, nullable=False),
 )
 api_keys = Table(
     "api_keys",
@@ -99,17 +102,20 @@ class TenantRecord:
     # Defaults: a record cached in Redis by an older gateway lacks them (null = the default).
     max_in_flight: int | None = None
     statement_timeout_ms: int | None = None
+    placement: str = SHARED
+    placement_epoch: int = 0
 
     @property
     def active(self) -> bool:
         return self.status == "active"
 
     @property
-    def signed_fields(self) -> dict[str, int]:
+    def signed_fields(self) -> dict[str, str | int]:
         """What the services must know of this tenant, signed into the forwarded context."""
-        if self.statement_timeout_ms is None:
-            return {}
-        return {"statement_timeout_ms": self.statement_timeout_ms}
+        fields = signed_placement(self.placement, self.placement_epoch)
+        if self.statement_timeout_ms is not None:
+            fields["statement_timeout_ms"] = self.statement_timeout_ms
+        return fields
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the Redis cache and the admin API share it)."""
@@ -219,13 +225,20 @@ def create_tenant(
     rate_limit_per_second: int | None,
     max_in_flight: int | None = None,
     statement_timeout_ms: int | None = None,
+    placement: str = SHARED,
+    place: Callable[[int], None] | None = None,
 ) -> tuple[TenantRecord, KeyRecord, str]:
-    """Insert a tenant and its first key; the key in clear is returned this once only."""
+    """Insert a tenant and its first key; the key in clear is returned this once only.
+
+    `place(id)` runs before the commit (the parent row in a dedicated placement): if it
+    fails, the tenant is not created.
+    """
     values: dict[str, Any] = {
         "name": name,
         "rate_limit_per_second": rate_limit_per_second,
         "max_in_flight": max_in_flight,
         "statement_timeout_ms": statement_timeout_ms,
+        "placement": placement,
     }
     if slug:
         values["slug"] = slug
@@ -235,6 +248,8 @@ def create_tenant(
                 conn.execute(insert(tenants).values(**values).returning(tenants)).one()
             )
             key, clear = _insert_key(conn, tenant.id)
+            if place is not None:
+                place(tenant.id)
     except IntegrityError as exc:
         raise (_duplicate(exc) or exc) from exc
     return tenant, key, clear

@@ -133,6 +133,7 @@ class Runner:
         self.supervisor = Supervisor()
         self.services: set[str] = set()
         self.servers: set[str] = set()
+        self._postgres: PgServer
 
     def up(self) -> str:
         """Start everything; returns the banner."""
@@ -161,10 +162,15 @@ class Runner:
         else:
             redis_url, services_redis_url = self._start_redis(secrets)
         roles = role_urls(database_url, secrets, environ)
+        # Migrations get the placements as exported (a bootstrap password included); the
+        # running processes only where they are: each connects as its own role.
+        placed = self._placements(with_credentials=False)
 
         self.follower.add("migrate", data.logs / "migrate.log")
         run_migrations(
-            database_url=database_url, role_urls=roles, log_path=data.logs / "migrate.log"
+            database_url=database_url,
+            role_urls={**roles, **self._placements(with_credentials=True)},
+            log_path=data.logs / "migrate.log",
         )
         # Each process gets its own role's URL only: no service or gateway holds the
         # bootstrap (superuser) URL or the owner's.
@@ -178,6 +184,7 @@ class Runner:
                 "APP_DATABASE_URL": roles["APP_DATABASE_URL"],
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 **({"REDIS_URL": services_redis_url} if services_redis_url else {}),
+                **placed,
             },
         )
         gateway_env = {k: environ[k] for k in GATEWAY_PASSTHROUGH if k in environ}
@@ -193,6 +200,7 @@ class Runner:
                 "ADMIN_TOKEN": admin_token,
                 "INTERNAL_SIGNING_SECRET": signing_secret,
                 "USERS_URL": users,
+                **placed,
             },
         )
         gateway_url = gateway.replace("127.0.0.1", "localhost")
@@ -205,6 +213,8 @@ class Runner:
             }
         )
         took = time.monotonic() - started
+        names = ["shared", *self.config.tenant_databases, *self.config.kit_placements]
+        where = f"  placements: {', '.join(names)}\n" if len(names) > 1 else ""
         return (
             banner(
                 gateway_url=gateway_url,
@@ -212,6 +222,7 @@ class Runner:
                 admin_token=admin_token,
                 header_mode=_header_only(environ),
             )
+            + where
             + f"  (ready in {took:.1f} s; data in {data.path})\n"
         )
 
@@ -221,7 +232,23 @@ class Runner:
         self.follower.add("postgres", server.log_path)
         server.start()
         self._supervise_server("postgres", server)
+        self._postgres = server
         return server.create_database(DATABASE_NAME)
+
+    def _placements(self, *, with_credentials: bool) -> dict[str, str]:
+        """TENANT_DATABASES: the exported ones, then KIT_PLACEMENTS' own databases
+        (`tenantkit_<name>` on the kit's server, migrated with DATABASE_URL's user)."""
+        placements = {
+            n: u if with_credentials else plain(make_url(u).set(username=None, password=None))
+            for n, u in self.config.tenant_databases.items()
+        }
+        for name in self.config.kit_placements:
+            self._postgres.create_database(f"{DATABASE_NAME}_{name}")
+            port = self._postgres.port
+            placements[name] = f"postgresql://127.0.0.1:{port}/{DATABASE_NAME}_{name}"
+        if not placements:
+            return {}
+        return {"TENANT_DATABASES": ",".join(f"{n}={u}" for n, u in placements.items())}
 
     def _start_redis(self, secrets: dict[str, str]) -> tuple[str, str]:
         """Start the kit's own Redis; the gateway's and the services' URLs."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.servers import port_in_use
 from services.tenancy.dburl import to_psycopg2
+from services.tenancy.placements import SHARED, parse_tenant_databases
 
 
 class ConfigError(Exception):
@@ -25,6 +26,10 @@ class RunConfig:
     redis_url: str | None
     app_database_url: str | None
     environ: Mapping[str, str]
+    # Placements on other servers, as exported (TENANT_DATABASES), and the ones `make run`
+    # creates on its own server (KIT_PLACEMENTS: names only).
+    tenant_databases: Mapping[str, str] = field(default_factory=dict)
+    kit_placements: tuple[str, ...] = ()
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -46,11 +51,36 @@ def _postgres_url(environ: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _kit_placements(raw: str, taken: Mapping[str, str]) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        # The same rules as TENANT_DATABASES' names: checked by parsing one.
+        try:
+            parse_tenant_databases(f"{name}=postgresql://localhost/{name}")
+        except ValueError as exc:
+            raise ValueError(f"KIT_PLACEMENTS: {exc}") from None
+        if name in taken or name == SHARED or names.count(name) > 1:
+            raise ValueError(f"KIT_PLACEMENTS: placement {name} is named twice")
+    return names
+
+
 def read_config(environ: Mapping[str, str]) -> RunConfig:
     """Validate the settings `make run` itself uses; the services validate the rest."""
     redis_url = environ.get("REDIS_URL", "").strip() or None
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("kit: invalid setting REDIS_URL: not a redis:// URL")
+    try:
+        tenant_databases = parse_tenant_databases(environ.get("TENANT_DATABASES"))
+        kit_placements = _kit_placements(environ.get("KIT_PLACEMENTS", ""), tenant_databases)
+    except ValueError as exc:
+        name = "KIT_PLACEMENTS" if str(exc).startswith("KIT_PLACEMENTS") else "TENANT_DATABASES"
+        reason = str(exc).removeprefix(name + ": ")
+        raise ConfigError(f"kit: invalid setting {name}: {reason}") from None
+    if kit_placements and environ.get("DATABASE_URL", "").strip():
+        raise ConfigError(
+            "kit: invalid setting KIT_PLACEMENTS: make run creates them only on its own "
+            "PostgreSQL; with DATABASE_URL, name them in TENANT_DATABASES"
+        )
     config = RunConfig(
         data_dir=Path(environ.get("KIT_DATA_DIR", "").strip() or ".data"),
         gateway_port=_port(environ, "GATEWAY_PORT", 8000),
@@ -59,6 +89,8 @@ def read_config(environ: Mapping[str, str]) -> RunConfig:
         redis_url=redis_url,
         app_database_url=_postgres_url(environ, "APP_DATABASE_URL"),
         environ=environ,
+        tenant_databases=tenant_databases,
+        kit_placements=kit_placements,
     )
     for name in ("OWNER_DATABASE_URL", "GATEWAY_DATABASE_URL"):
         _postgres_url(environ, name)

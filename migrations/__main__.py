@@ -2,6 +2,9 @@
 
 Safe to run any number of times, and by two jobs at once: one connection holds an advisory
 lock for the whole run; roles are created or corrected, Alembic skips what is applied.
+Every placement (`shared`, then each TENANT_DATABASES database) is brought to head in turn,
+one line each. In turn, not in parallel: Alembic's `op` and `context` are process-wide
+proxies, and two role provisionings on one cluster would race on the same catalog rows.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, pool, text
+from sqlalchemy.exc import OperationalError
 
 from migrations.roles import RoleProvisioningError, become_owner, provision, stop
 from migrations.settings import MigrateSettings
+from services.tenancy.placements import SHARED
 
 ROOT = Path(__file__).resolve().parent.parent
 _LOCK = 7318006
 
 
-def upgrade(settings: MigrateSettings) -> None:
-    """Provision the roles and apply the schema up to the newest revision."""
-    engine = create_engine(settings.owner_url(), poolclass=pool.NullPool)
+def upgrade(settings: MigrateSettings, placement: str = SHARED) -> str:
+    """Provision the roles, bring `placement`'s schema to the newest revision; return it."""
+    engine = create_engine(settings.bootstrap_url(placement), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
             # Two migrate jobs may start together (compose replicas, CI): serialise the run.
@@ -36,7 +41,9 @@ def upgrade(settings: MigrateSettings) -> None:
                 config.set_main_option("script_location", str(ROOT / "migrations"))
                 config.attributes["settings"] = settings
                 config.attributes["connection"] = conn
+                config.attributes["placement"] = placement
                 command.upgrade(config, "head")
+                return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
             finally:
                 conn.rollback()
                 conn.execute(text("RESET ROLE"))
@@ -48,11 +55,18 @@ def upgrade(settings: MigrateSettings) -> None:
 
 def main() -> None:
     settings = MigrateSettings.load()
-    try:
-        upgrade(settings)
-    except RoleProvisioningError as exc:
-        stop(str(exc))
-    print("migrate: database is at the newest revision", flush=True)
+    for placement in settings.placements:
+        try:
+            revision = upgrade(settings, placement)
+        except RoleProvisioningError as exc:
+            stop(str(exc) if placement == SHARED else f"placement {placement}: {exc}")
+        except OperationalError as exc:
+            if placement == SHARED:
+                raise
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            stop(f"placement {placement}: cannot connect: {first}")
+        where = "database" if placement == SHARED else f"placement {placement}"
+        print(f"migrate: {where} is at the newest revision ({revision})", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from services.tenancy.dburl import (
     derive_role_url,
     to_psycopg2,
 )
+from services.tenancy.placements import SHARED, parse_tenant_databases
 from services.tenancy.settings import stop_on_bad_setting
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -35,6 +36,14 @@ class MigrateSettings(BaseSettings):
     OWNER_DATABASE_URL: str | None = None
     GATEWAY_DATABASE_URL: str | None = None
     APP_DATABASE_URL: str | None = None
+    # Extra placements (SPEC §11): each gets the same roles, schema and RLS as DATABASE_URL's.
+    TENANT_DATABASES: str | None = None
+
+    @field_validator("TENANT_DATABASES")
+    @classmethod
+    def _placements(cls, value: str | None) -> str | None:
+        parse_tenant_databases(value)
+        return value
 
     @field_validator("DATABASE_URL", *ROLE_SETTINGS)
     @classmethod
@@ -56,6 +65,22 @@ class MigrateSettings(BaseSettings):
     def owner_url(self) -> URL:
         """The bootstrap connection (named `owner_url` for the tests and tools that use it)."""
         return to_psycopg2(self.DATABASE_URL, application_name="migrate")
+
+    @property
+    def placements(self) -> list[str]:
+        """`shared`, then every TENANT_DATABASES name, in the order given."""
+        return [SHARED, *parse_tenant_databases(self.TENANT_DATABASES)]
+
+    def bootstrap_url(self, placement: str = SHARED) -> URL:
+        """The bootstrap connection to `placement`: its URL, with DATABASE_URL's user when it
+        names none (a placement on the same server needs no credentials of its own)."""
+        if placement == SHARED:
+            return self.owner_url()
+        given = make_url(parse_tenant_databases(self.TENANT_DATABASES)[placement])
+        if not given.username:
+            shared = make_url(self.DATABASE_URL)
+            given = given.set(username=shared.username, password=shared.password)
+        return to_psycopg2(given, application_name="migrate")
 
     def role_url(self, setting: str) -> URL:
         """The URL of the role `setting` names: as given, else derived from DATABASE_URL."""

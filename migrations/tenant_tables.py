@@ -40,6 +40,95 @@ TENANT_ROW_ID_FUNCTION = """
 """
 
 
+# A live move (issue 11) logs the moving tenant's writes, and refuses them where the tenant
+# is no longer served. Runs as the owner under the writer's app.tenant_id (RLS forced on the
+# marks and the log), so it sees only the writer's own tenant's mark. Tenants that are not
+# moving pay one primary-key probe of a table that is empty or nearly so.
+MOVE_CAPTURE_FUNCTION = """
+    CREATE FUNCTION public.tenant_move_capture() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    DECLARE
+        row_tenant bigint;
+        row_key bigint;
+        mark text;
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            row_tenant := OLD.tenant_id; row_key := OLD.id;
+        ELSE
+            row_tenant := NEW.tenant_id; row_key := NEW.id;
+        END IF;
+        SELECT m.state INTO mark FROM public.tenant_move_marks m WHERE m.tenant_id = row_tenant;
+        IF mark IS NULL THEN
+            RETURN NULL;
+        ELSIF mark = 'frozen' THEN
+            IF current_setting('app.tenant_mover', true) = 'on' THEN
+                RETURN NULL;
+            END IF;
+            -- SQLSTATE class 55: the services answer it 503 with Retry-After.
+            RAISE EXCEPTION 'tenant % is not served from this placement', row_tenant
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        INSERT INTO public.tenant_move_changes (tenant_id, table_name, row_id)
+        VALUES (row_tenant, TG_ARGV[0], row_key);
+        RETURN NULL;
+    END
+    $$
+"""
+# The mover's two calls, as the services' role with app.tenant_id set: mark (or unmark)
+# the current tenant; take (and delete) its oldest logged changes.
+MOVE_FUNCTIONS = (
+    """
+    CREATE FUNCTION public.tenant_move_mark(new_state text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    DECLARE
+        t bigint := nullif(current_setting('app.tenant_id', true), '')::bigint;
+    BEGIN
+        IF t IS NULL THEN
+            RAISE EXCEPTION 'no tenant set';
+        ELSIF new_state IS NULL THEN
+            DELETE FROM public.tenant_move_marks WHERE tenant_id = t;
+        ELSE
+            INSERT INTO public.tenant_move_marks (tenant_id, state) VALUES (t, new_state)
+            ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state;
+        END IF;
+    END
+    $$
+    """,
+    """
+    CREATE FUNCTION public.tenant_move_take_changes(max_rows integer)
+    RETURNS TABLE (table_name text, row_id bigint)
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+        DELETE FROM public.tenant_move_changes c
+        WHERE c.tenant_id = nullif(current_setting('app.tenant_id', true), '')::bigint
+          AND c.seq IN (
+            SELECT c2.seq FROM public.tenant_move_changes c2
+            WHERE c2.tenant_id = nullif(current_setting('app.tenant_id', true), '')::bigint
+            ORDER BY c2.seq LIMIT max_rows)
+        RETURNING c.table_name, c.row_id
+    $$
+    """,
+)
+
+
+def capture_moves(table: str) -> None:
+    """Let a live move follow `table`'s writes (every tenant table with a per-tenant id)."""
+    op.execute(
+        f"CREATE TRIGGER {table}_move_capture AFTER INSERT OR UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION tenant_move_capture('{table}')"
+    )
+
+
+def is_shared() -> bool:
+    """Whether this run migrates `shared` (DATABASE_URL's database, the gateway's directory).
+
+    A dedicated placement (TENANT_DATABASES) gets every tenant table, with the same RLS,
+    grants and counters, but not the gateway's tables: its `tenants` holds only the ids its
+    tenant tables' foreign keys point at (SPEC §11).
+    """
+    attributes = op.get_context().config.attributes  # type: ignore[union-attr]
+    return attributes.get("placement", "shared") == "shared"
+
+
 def app_role() -> str:
     return op.get_context().config.attributes["app_role"]  # type: ignore[union-attr]
 

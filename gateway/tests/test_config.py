@@ -138,6 +138,8 @@ def _load_refusal(
         ("TENANT_FAIRNESS", "maybe"),
         ("GATEWAY_CACHE_SECRET", "short"),
         ("GATEWAY_REPLICAS", "0"),
+        ("TENANT_DATABASES", "eu"),
+        ("TENANT_DATABASES", "shared=postgresql://h/d"),
         ("REDIS_MAX_CONNECTIONS", "none"),
         ("LOG_FORMAT", "yaml"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),

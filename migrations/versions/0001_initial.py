@@ -11,6 +11,7 @@ from migrations.tenant_tables import (
     app_role,
     create_row_numbering,
     enable_tenant_isolation,
+    is_shared,
     number_rows_per_tenant,
 )
 
@@ -21,6 +22,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if is_shared():
+        _gateway_tables()
+    else:
+        # A dedicated placement: the parent rows its tenant tables' foreign keys need (the
+        # gateway adds one when it places a tenant here), nothing of the directory itself.
+        op.execute("CREATE TABLE tenants (id bigint PRIMARY KEY)")
+    _tenant_tables()
+
+
+def _gateway_tables() -> None:
     # Ids are bigint: an int identity breaks inserts made on Citus workers (docs/scaling.md).
     op.execute(
         """
@@ -79,6 +90,8 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX ix_api_keys_tenant_id ON api_keys (tenant_id)")
 
+
+def _tenant_tables() -> None:
     create_row_numbering()
 
     # Tenant data. The primary key and every unique constraint lead with tenant_id: the
@@ -108,13 +121,16 @@ def upgrade() -> None:
 
     # The services' role reads no gateway table; state it so a later GRANT stands out.
     role = app_role()
-    op.execute(f'REVOKE ALL ON tenants, api_keys, tenant_row_ids FROM "{role}"')
+    gateway_tables = "tenants, api_keys" if is_shared() else "tenants"
+    op.execute(f'REVOKE ALL ON {gateway_tables}, tenant_row_ids FROM "{role}"')
 
 
 def downgrade() -> None:
     op.execute("DROP TABLE users")
     op.execute("DROP TABLE tenant_row_ids")
     op.execute("DROP FUNCTION tenant_row_id()")
-    op.execute("DROP TABLE api_keys")
+    if is_shared():
+        op.execute("DROP TABLE api_keys")
     op.execute("DROP TABLE tenants")
-    op.execute("DROP FUNCTION tenants_default_slug()")
+    if is_shared():
+        op.execute("DROP FUNCTION tenants_default_slug()")

@@ -11,7 +11,7 @@ Create Date: 2026-12-01
 
 from alembic import op
 
-from migrations.tenant_tables import TENANT_ROW_ID_FUNCTION, app_role, gateway_role
+from migrations.tenant_tables import TENANT_ROW_ID_FUNCTION, app_role, gateway_role, is_shared
 
 SUPERUSER_LOAD_POLICY = "superuser_session_loads"
 _SESSION_IS_SUPERUSER = "(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user)"
@@ -27,8 +27,9 @@ def upgrade() -> None:
     # table named tenant_row_ids made the function run the caller's trigger as the owner.
     op.execute(TENANT_ROW_ID_FUNCTION.format(verb="CREATE OR REPLACE"))
     op.execute("REVOKE ALL ON FUNCTION public.tenant_row_id() FROM PUBLIC")
-    # Trigger functions need no EXECUTE to fire; nobody needs to call them by name.
-    op.execute("REVOKE ALL ON FUNCTION public.tenants_default_slug() FROM PUBLIC")
+    if is_shared():
+        # Trigger functions need no EXECUTE to fire; nobody needs to call them by name.
+        op.execute("REVOKE ALL ON FUNCTION public.tenants_default_slug() FROM PUBLIC")
     # The function now runs as the owner, which forced RLS holds to the tenant's own counters.
     # A superuser's session (a bulk load, a restore: it bypasses RLS on the tenant tables
     # themselves) sets no tenant; this keeps such loads working. session_user cannot be
@@ -44,6 +45,13 @@ def upgrade() -> None:
     # (read, create, revoke = update). Deleting a tenant cascades to tenant tables through
     # the foreign keys, which run as their owner: the gateway needs nothing on them.
     gateway = gateway_role()
+    if not is_shared():
+        # A dedicated placement: the gateway adds (and removes) the parent row of each tenant
+        # it places there; deleting one cascades to the tenant's rows, as in shared.
+        op.execute(f'REVOKE ALL ON tenants, users, tenant_row_ids FROM "{gateway}"')
+        op.execute(f'GRANT SELECT, INSERT, DELETE ON public.tenants TO "{gateway}"')
+        op.execute(f'REVOKE ALL ON tenants, tenant_row_ids FROM "{app_role()}"')
+        return
     op.execute(f'REVOKE ALL ON tenants, api_keys, users, tenant_row_ids FROM "{gateway}"')
     op.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON public.tenants TO "{gateway}"')
     op.execute(f'GRANT SELECT, INSERT, UPDATE ON public.api_keys TO "{gateway}"')
@@ -54,5 +62,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(f"DROP POLICY {SUPERUSER_LOAD_POLICY} ON public.tenant_row_ids")
     gateway = gateway_role()
+    if not is_shared():
+        op.execute(f'REVOKE ALL ON public.tenants FROM "{gateway}"')
+        return
     op.execute(f'REVOKE ALL ON public.tenants, public.api_keys FROM "{gateway}"')
     op.execute("GRANT EXECUTE ON FUNCTION public.tenants_default_slug() TO PUBLIC")

@@ -10,6 +10,8 @@ Create Date: 2026-12-01
 
 from alembic import op
 
+from migrations.tenant_tables import is_shared
+
 revision = "0003_tenant_limits"
 down_revision = "0002"
 branch_labels = None
@@ -17,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if not is_shared():
+        return  # the gateway's tenants table: only in shared
     # ADD COLUMN without a default is a catalog-only change: no table rewrite, no long lock.
     op.execute(
         """
@@ -30,4 +34,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if not is_shared():
+        return
     op.execute("ALTER TABLE tenants DROP COLUMN statement_timeout_ms, DROP COLUMN max_in_flight")

@@ -7,7 +7,7 @@ Create Date: 2026-12-01
 
 from alembic import op
 
-from migrations.tenant_tables import gateway_role
+from migrations.tenant_tables import gateway_role, is_shared
 
 revision = "0100_lifecycle"
 down_revision = "0003_tenant_limits"
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if not is_shared():
+        return  # the gateway's tenants table and its records: only in shared
     op.execute("ALTER TABLE tenants DROP CONSTRAINT tenants_status_check")
     op.execute(
         "ALTER TABLE tenants ADD CONSTRAINT tenants_status_check "
@@ -45,6 +47,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if not is_shared():
+        return
     op.execute("DROP TABLE tenant_deletions")
     # Nothing is destroyed by a downgrade: a tenant pending deletion stays refused.
     op.execute("UPDATE tenants SET status = 'suspended' WHERE status = 'pending_deletion'")

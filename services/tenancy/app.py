@@ -24,6 +24,7 @@ from services.tenancy.errors import install_database_error_handlers
 from services.tenancy.fairshare import TenantShares, install_share_error_handler
 from services.tenancy.logs import configure_logging
 from services.tenancy.observe import ServiceMetrics
+from services.tenancy.placements import SHARED
 from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
 from services.tenancy.settings import TenantServiceSettings
@@ -73,17 +74,22 @@ def create_tenant_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
-        engine = create_tenant_engine(settings.database_url(), application_name=name)
+        urls = settings.placement_urls()
+        engine = create_tenant_engine(urls.pop(SHARED), application_name=name)
+        # One engine per placement (SPEC §11), each audited like shared before serving.
+        placements = {p: create_tenant_engine(u, application_name=name) for p, u in urls.items()}
         if tracer_provider is not None:
             from services.tenancy.tracing import instrument_engine
 
-            instrument_engine(engine, tracer_provider)
+            for each in (engine, *placements.values()):
+                instrument_engine(each, tracer_provider)
         metrics.watch(engine)
         nonces = NonceStore(
             settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
         )
         try:
-            await run_in_threadpool(require_isolation, engine)
+            for each in (engine, *placements.values()):
+                await run_in_threadpool(require_isolation, each)
             choice = await run_in_threadpool(choose_tenant_setting, engine, settings.TENANT_SETTING)
             log.info("tenant setting: %s", choice.describe())
             shares = TenantShares.of_pool(
@@ -102,11 +108,14 @@ def create_tenant_app(
                     tenant_setting=choice,
                     shares=shares,
                     statement_timeout_ms=settings.TENANT_STATEMENT_TIMEOUT_MS,
+                    placements=placements,
                 )
             }
         finally:
             await nonces.aclose()
             engine.dispose()
+            for each in placements.values():
+                each.dispose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the spans not yet exported
 
@@ -142,20 +151,21 @@ def _refuse(name: str, reason: str, code: int) -> None:
     raise SystemExit(code)
 
 
-def audit_before_serving(name: str, url: URL) -> None:
+def audit_before_serving(name: str, url: URL, *, placement: str = SHARED) -> None:
     """Refuse to start, in one line and a non-zero exit, on a database that is not sealed."""
     # The lifespan audits again; auditing here first turns a refusal into one clean line
     # instead of a server's start-up traceback.
     engine = create_tenant_engine(url, application_name=name)
+    where = "" if placement == SHARED else f"placement {placement}: "
     try:
         require_isolation(engine)
     except UnsafeDatabase as exc:
-        _refuse(name, str(exc), EXIT_UNSAFE_DATABASE)
+        _refuse(name, f"{where}{exc}", EXIT_UNSAFE_DATABASE)
     except Exception as exc:  # any failure to connect ends the start the same way
         text = str(exc).strip()
         _refuse(
             name,
-            f"cannot audit the database: {text.splitlines()[0] if text else exc!r}",
+            f"{where}cannot audit the database: {text.splitlines()[0] if text else exc!r}",
             EXIT_NO_DATABASE,
         )
     finally:
@@ -165,7 +175,8 @@ def audit_before_serving(name: str, url: URL) -> None:
 def serve(app: FastAPI, settings: TenantServiceSettings, *, host: str, port: int) -> None:
     """`python -m services.<name>`: audit the database, then serve until SIGTERM."""
     log_config = configure_logging(settings.SERVICE_NAME, settings.LOG_FORMAT)
-    audit_before_serving(settings.SERVICE_NAME, settings.database_url())
+    for placement, url in settings.placement_urls().items():
+        audit_before_serving(settings.SERVICE_NAME, url, placement=placement)
     # access_log=False: services.tenancy.accesslog writes the one line per request.
     # http: one socket write per answer instead of two (services/tenancy/coalesce.py).
     uvicorn.run(

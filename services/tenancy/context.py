@@ -9,6 +9,7 @@ import anyio
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from services.tenancy.fencing import StalePlacement, UnknownPlacement, placement_of
 from services.tenancy.replay import ReplayStoreDown
 from services.tenancy.runtime import Tenancy
 from services.tenancy.settings import MAX_STATEMENT_TIMEOUT_MS
@@ -80,7 +81,28 @@ async def signed_context(request: Request) -> TenantContext:
     # For the per-tenant metrics and the request's log line: ids the gateway vouched for.
     request.state.tenant_id = context.tenant_id
     request.state.request_id = context.request_id
+    _fence(runtime, context)
     return context
+
+
+def _fence(runtime: Tenancy, context: TenantContext) -> None:
+    """503 for a context from before the tenant's last move, or for a placement not known here.
+
+    503, not 409: the client did nothing wrong; a gateway replica is a moment behind (it is
+    being invalidated), and a retry after Retry-After reaches the tenant's new placement.
+    """
+    try:
+        placement = placement_of(context)
+        runtime.engine_for(placement.name)
+        runtime.fence.admit(context.tenant_id, placement.epoch)
+    except (StalePlacement, UnknownPlacement) as exc:
+        stale = isinstance(exc, StalePlacement)
+        runtime.log.warning("refused a %s placement: %s", "stale" if stale else "unknown", exc)
+        raise HTTPException(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="tenant placement changed; retry" if stale else "placement not configured",
+            headers={"Retry-After": "1"},
+        ) from None
 
 
 TenantDep = Annotated[TenantContext, Depends(signed_context)]
@@ -148,7 +170,9 @@ async def tenant_session(request: Request, context: TenantDep) -> AsyncIterator[
         # runs shielded and outside the thread limiter, as FastAPI's own sync generators do:
         # a cancelled request still gives its connection back, never waiting for a thread.
         session = runtime.session(
-            context.tenant_id, statement_timeout_ms=tenant_statement_timeout(context)
+            context.tenant_id,
+            statement_timeout_ms=tenant_statement_timeout(context),
+            placement=placement_of(context).name,
         )
         try:
             yield session

@@ -12,12 +12,22 @@ log = logging.getLogger("tenancy")
 
 DATABASE_UNAVAILABLE = "database unavailable"
 STATEMENT_TIMEOUT = "query cancelled: it ran longer than this tenant's statement timeout"
+PLACEMENT_CHANGED = "tenant placement changed; retry"
 # SQLSTATE query_canceled: statement_timeout fired (the tenant's own or the role's).
 _QUERY_CANCELED = "57014"
+# object_not_in_prerequisite_state: a write reached a placement the tenant has moved out of
+# (migrations/tenant_tables.py, tenant_move_capture); retrying reaches its new placement.
+_NOT_SERVED_HERE = "55000"
 
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
-    if getattr(getattr(error, "orig", None), "pgcode", None) == _QUERY_CANCELED:
+    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    if code == _NOT_SERVED_HERE:
+        log.warning("refused a write: %s", str(error).splitlines()[0] if str(error) else error)
+        return JSONResponse(
+            {"detail": PLACEMENT_CHANGED}, status_code=503, headers={"Retry-After": "1"}
+        )
+    if code == _QUERY_CANCELED:
         # Still the 503 of SPEC §5 (a query stuck behind a lock ends here too), but saying
         # why, and without Retry-After: the same request would be cancelled again.
         log.info("statement timeout: %s", str(error).splitlines()[0] if str(error) else error)

@@ -10,6 +10,8 @@ from sqlalchemy.engine import URL
 
 from services.tenancy.dburl import to_psycopg2
 from services.tenancy.fairshare import TenantShares
+from services.tenancy.fencing import EpochFence, UnknownPlacement
+from services.tenancy.placements import SHARED
 from services.tenancy.replay import NonceStore
 from services.tenancy.session import (
     SeparateSettingTenantSession,
@@ -81,17 +83,29 @@ class Tenancy:
     # Off unless the app factory sets it from the settings (TENANT_FAIRNESS).
     shares: TenantShares = field(default_factory=lambda: TenantShares(limit=None, wait_seconds=0.0))
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    # The engines of the TENANT_DATABASES placements (`shared` is `engine`), and the fence.
+    placements: dict[str, Engine] = field(default_factory=dict)
+    fence: EpochFence = field(default_factory=EpochFence)
+
+    def engine_for(self, placement: str) -> Engine:
+        """The engine of `placement`; UnknownPlacement when this service has none."""
+        if placement == SHARED:
+            return self.engine
+        engine = self.placements.get(placement)
+        if engine is None:
+            raise UnknownPlacement(placement)
+        return engine
 
     def session(
-        self, tenant_id: int, *, statement_timeout_ms: int | None = None
+        self, tenant_id: int, *, statement_timeout_ms: int | None = None, placement: str = SHARED
     ) -> TenantSession | SeparateSettingTenantSession:
         """A session whose every transaction runs as `tenant_id`, in the ORM and in PostgreSQL.
 
         Its statements are cancelled after `statement_timeout_ms` (the tenant's own limit),
-        else after the service's default.
+        else after the service's default; they go to `placement`'s database.
         """
         return open_tenant_session(
-            self.engine,
+            self.engine_for(placement),
             tenant_id=tenant_id,
             separate=self.tenant_setting.form == "separate",
             statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,

@@ -14,6 +14,7 @@ from yarl import URL as HttpURL
 
 from services.tenancy.dburl import derive_app_url, to_psycopg2
 from services.tenancy.logs import LogFormat
+from services.tenancy.placements import parse_tenant_databases, role_urls
 from services.tenancy.signing import destination_key
 from services.tenancy.tenant_setting import TenantSettingMode
 
@@ -33,6 +34,8 @@ class TenantServiceSettings(BaseSettings):
 
     APP_DATABASE_URL: str | None = None
     DATABASE_URL: str | None = None
+    # Extra placements (SPEC §11), reached as the services' role: one engine each.
+    TENANT_DATABASES: str | None = None
     # Tenants with their own `tenant` label in /metrics; the rest share "other" (SPEC §10).
     METRICS_TENANT_TOP_K: int = Field(default=50, ge=1, le=1000)
     # false: no per-tenant labels or usage accounting (only to measure what they cost).
@@ -86,6 +89,12 @@ class TenantServiceSettings(BaseSettings):
             raise ValueError("not a redis:// URL")
         return value
 
+    @field_validator("TENANT_DATABASES")
+    @classmethod
+    def _placements(cls, value: str | None) -> str | None:
+        parse_tenant_databases(value)
+        return value
+
     @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")
     @classmethod
     def _endpoint(cls, value: object) -> object:
@@ -124,6 +133,14 @@ class TenantServiceSettings(BaseSettings):
         """The restricted role's URL: APP_DATABASE_URL, else derived from DATABASE_URL."""
         url = self.APP_DATABASE_URL or derive_app_url(self.DATABASE_URL or "")
         return to_psycopg2(url, application_name=self.SERVICE_NAME)
+
+    def placement_urls(self) -> dict[str, URL]:
+        """The restricted role's URL in every placement, `shared` first."""
+        placements = parse_tenant_databases(self.TENANT_DATABASES)
+        return {
+            name: to_psycopg2(url, application_name=self.SERVICE_NAME)
+            for name, url in role_urls(self.database_url(), placements).items()
+        }
 
     @property
     def destination(self) -> str:
