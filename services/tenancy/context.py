@@ -142,9 +142,12 @@ async def read_as_tenant(
     """
     runtime = tenancy(request)
     timeout = tenant_statement_timeout(context)
+    placement = placement_of(context).name
 
     def read_then_commit() -> R:
-        with runtime.session(context.tenant_id, statement_timeout_ms=timeout) as session:
+        with runtime.session(
+            context.tenant_id, statement_timeout_ms=timeout, placement=placement
+        ) as session:
             result = read(session, *args, **kwargs)
             session.commit()
             return result
