@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from placed_stack import DEDICATED, PlacedStack, placed_stack, rows
 
 from gateway import lifecycle
 from gateway.tests.factories import bearer, unique_name
+from kit.procs import ROOT, child_env
 from kit.servers import PgServer
 from kit.stacks import Secrets
 
@@ -224,3 +227,52 @@ def test_purge_and_export_wait_while_a_move_runs(stack: PlacedStack, admin: http
     purged = admin.delete(f"/admin/tenants/{tenant['id']}", params={"purge": "true"})
     assert purged.status_code == 204
     assert users_in(stack, "shared", tenant["id"]) == 0
+
+
+def test_the_cli_exports_imports_into_and_purges_a_dedicated_tenant(
+    stack: PlacedStack, admin: httpx.Client, tmp_path: Path
+) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "DATABASE_URL": stack.shared.url,
+            "TENANT_DATABASES": stack.tenant_databases,
+            "ADMIN_TOKEN": stack.secrets.admin_token,
+            "REDIS_URL": stack.redis_url,
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "tenants", *args],
+            env=child_env(env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    tenant = make_tenant(admin, DEDICATED)
+    add_users(stack, tenant["api_key"], 3)
+    archive = tmp_path / "dedicated.tar.gz"
+    exported = cli("export", str(tenant["id"]), "-o", str(archive))
+    assert exported.returncode == 0, exported.stderr
+    assert [u["id"] for u in users_file(archive.read_bytes())] == [1, 2, 3]
+    imported = cli(
+        "import",
+        str(archive),
+        "--name",
+        unique_name(),
+        "--slug",
+        "cli-placed",
+        "--placement",
+        DEDICATED,
+    )
+    assert imported.returncode == 0, imported.stderr
+    copy = json.loads(imported.stdout)
+    assert copy["placement"] == DEDICATED and users_in(stack, DEDICATED, copy["id"]) == 3
+    refused = cli("import", str(archive), "--name", unique_name(), "--placement", "nowhere")
+    assert refused.returncode == 1 and "unknown placement 'nowhere'" in refused.stderr
+    purged = cli("purge", str(copy["id"]))
+    assert purged.returncode == 0, purged.stderr
+    cert = json.loads(purged.stdout)
+    assert cert["placement"] == DEDICATED
+    assert cert["tables"]["public.users"] == {"before": 3, "after": 0}
+    assert users_in(stack, DEDICATED, copy["id"]) == 0
