@@ -197,17 +197,17 @@ def _purge_locked(
     key: bytes,
     progress: Progress | None,
 ) -> tuple[dict[str, Any], Deleted]:
+    # Stable from here: a pending_deletion tenant cannot begin a move (mover.begin).
+    found = find_tenant(engine, tenant_id)
+    if found is not None:  # a placement this process cannot reach: refused before the claim
+        placedlife.engine_of(app_engines, found.placement)
     before = _claim(engine, app_engines, tenant_id)
-    if before is None:
+    if before is None or found is None:
         done = certificate(engine, tenant_id)
         if done is None:
             raise TenantNotFound(tenant_id)
         return done, Deleted(_gone(tenant_id, done), [])
-    placement = find_tenant(engine, tenant_id)
-    if placement is None:
-        raise TenantNotFound(tenant_id)
-    # Stable from here: a pending_deletion tenant cannot begin a move (mover.begin).
-    deleted = placedlife.delete_everywhere(app_engines, placement.placement, tenant_id, progress)
+    deleted = placedlife.delete_everywhere(app_engines, found.placement, tenant_id, progress)
     # What an operator checks a large purge against: no transaction held locks for long.
     log.info(
         "tenant %s: %d rows deleted in %d transactions, the longest %.3f s",

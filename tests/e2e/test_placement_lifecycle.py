@@ -276,3 +276,24 @@ def test_the_cli_exports_imports_into_and_purges_a_dedicated_tenant(
     assert cert["placement"] == DEDICATED
     assert cert["tables"]["public.users"] == {"before": 3, "after": 0}
     assert users_in(stack, DEDICATED, copy["id"]) == 0
+
+
+def test_a_placement_this_gateway_cannot_reach_is_503_and_claims_nothing(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    tenant = make_tenant(admin, "shared")
+    add_users(stack, tenant["api_key"], 1)
+    # A directory naming a placement this gateway was not given (TENANT_DATABASES differs).
+    rows(stack.shared.url, "UPDATE tenants SET placement = 'elsewhere' WHERE id = %s", tenant["id"])
+    try:
+        exported = admin.get(f"/admin/tenants/{tenant['id']}/export")
+        assert exported.status_code == 503 and "elsewhere" in exported.json()["detail"]
+        purged = admin.delete(f"/admin/tenants/{tenant['id']}", params={"purge": "true"})
+        assert purged.status_code == 503 and "elsewhere" in purged.json()["detail"]
+        # No purge began: it can still be restored, with its rows.
+        assert admin.post(f"/admin/tenants/{tenant['id']}/restore").status_code == 200
+        assert users_in(stack, "shared", tenant["id"]) == 1
+    finally:
+        rows(
+            stack.shared.url, "UPDATE tenants SET placement = 'shared' WHERE id = %s", tenant["id"]
+        )
