@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,36 @@ def test_a_placement_this_gateway_cannot_reach_is_503_and_claims_nothing(
         rows(
             stack.shared.url, "UPDATE tenants SET placement = 'shared' WHERE id = %s", tenant["id"]
         )
+
+
+def test_a_tenant_moved_out_and_back_is_exported_and_purged_where_it_lives(
+    stack: PlacedStack, admin: httpx.Client, secrets: Secrets
+) -> None:
+    tenant = make_tenant(admin, "shared")
+    add_users(stack, tenant["api_key"], 3)
+    for to in (DEDICATED, "shared"):
+        started = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": to})
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 120
+        while (state := admin.get(f"/admin/tenants/{tenant['id']}/move").json())["state"] not in (
+            "done",
+            "failed",
+        ):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.05)
+        assert state["state"] == "done", state
+        exported = admin.get(f"/admin/tenants/{tenant['id']}/export")
+        assert exported.status_code == 200 and len(users_file(exported.content)) == 3
+    # Back in shared; dedicated keeps its parent row and a frozen mark for it.
+    assert rows(stack.dedicated_url, "SELECT 1 FROM tenants WHERE id = %s", tenant["id"])
+    purged = admin.delete(f"/admin/tenants/{tenant['id']}", params={"purge": "true"})
+    assert purged.status_code == 204, purged.text
+    assert users_in(stack, "shared", tenant["id"]) == 0
+    assert users_in(stack, DEDICATED, tenant["id"]) == 0
+    assert rows(stack.dedicated_url, "SELECT 1 FROM tenants WHERE id = %s", tenant["id"]) == []
+    marks = "SELECT 1 FROM tenant_move_marks WHERE tenant_id = %s"
+    assert rows(stack.dedicated_url, marks, tenant["id"]) == []
+    cert = admin.get(f"/admin/tenants/{tenant['id']}/deletion-certificate").json()
+    assert cert["placement"] == "shared" and cert["other_placements"] == {}
+    assert cert["tables"]["public.users"] == {"before": 3, "after": 0}
+    assert lifecycle.verify(cert, certificate_key(secrets))
