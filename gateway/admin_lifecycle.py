@@ -10,15 +10,18 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import archive, invalidation, lifecycle, purger, store
+from gateway import archive, invalidation, lifecycle, placedlife, purger, store
 from gateway.admin import TenantId, _call, _change, require_admin
 from gateway.errors import DependencyDown, GatewayError
-from gateway.schemas import TenantCreated, TenantOut
+from gateway.placements import UnknownPlacement
+from gateway.schemas import PlacementName, TenantCreated, TenantOut
 from gateway.state import GatewayState, StateDep
+from services.tenancy.placements import SHARED
 
 T = TypeVar("T")
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
@@ -28,7 +31,7 @@ CHUNK_BYTES = 1024 * 1024
 
 
 def _life(state: GatewayState) -> purger.Lifecycle:
-    if state.lifecycle is None or state.lifecycle.app_engine is None:
+    if state.lifecycle is None or not state.lifecycle.available:
         raise GatewayError(503, "tenant lifecycle unavailable: APP_DATABASE_URL is not set")
     return state.lifecycle
 
@@ -47,6 +50,10 @@ async def _work(fn: Callable[[], T]) -> T:
         raise GatewayError(422, str(exc)) from exc
     except store.DuplicateTenant as exc:
         raise GatewayError(409, str(exc)) from exc
+    except placedlife.MoveInProgress as exc:
+        raise GatewayError(409, placedlife.MOVING) from exc
+    except placedlife.PlacementUnavailable as exc:
+        raise GatewayError(503, f"placement {exc} is not configured in this gateway") from exc
     except SQLAlchemyError as exc:
         raise DependencyDown("PostgreSQL") from exc
 
@@ -57,6 +64,8 @@ async def delete_tenant(
 ) -> Response:
     """Refuse the tenant everywhere within 1 s; keep its data for the grace, or purge now."""
     life = _life(state) if purge else None
+    if life is not None:  # refused before anything changes; the purge checks again, locked
+        await _work(lambda: placedlife.refuse_if_moving(state.engine, tenant_id))
     await _change(
         state,
         lifecycle.request_deletion,
@@ -79,6 +88,10 @@ async def _work_async(coro: Any) -> Any:
         raise GatewayError(409, "tenant was restored before its purge began") from exc
     except store.TenantNotFound as exc:
         raise GatewayError(404, "tenant not found") from exc
+    except placedlife.MoveInProgress as exc:
+        raise GatewayError(409, placedlife.MOVING) from exc
+    except placedlife.PlacementUnavailable as exc:
+        raise GatewayError(503, f"placement {exc} is not configured in this gateway") from exc
     except (SQLAlchemyError, lifecycle.PurgeIncomplete) as exc:
         raise DependencyDown("PostgreSQL") from exc
 
@@ -144,7 +157,7 @@ async def export_tenant(tenant_id: TenantId, state: StateDep) -> StreamingRespon
     try:
         revision = await _call(_revision, state.engine)
         path = await _work(
-            lambda: archive.export(life.require_app_engine(), tenant.to_json(), revision, workdir)
+            lambda: placedlife.export(life.engine, life.app_engines, tenant, revision, workdir)
         )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -153,6 +166,14 @@ async def export_tenant(tenant_id: TenantId, state: StateDep) -> StreamingRespon
         _stream(path, workdir),
         media_type="application/gzip",
         headers={"Content-Disposition": f'attachment; filename="tenant-{tenant.id}.tar.gz"'},
+    )
+
+
+def _unknown_query_placement(name: str, known: list[str]) -> RequestValidationError:
+    """The 422 for ?placement= naming no configured placement, shaped like any other."""
+    msg = f"unknown placement {name!r} (known: {', '.join(known)})"
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", "placement"), "msg": msg, "input": name}]
     )
 
 
@@ -179,9 +200,15 @@ async def import_tenant(
     state: StateDep,
     name: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     slug: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    placement: Annotated[PlacementName, Query()] = SHARED,
 ) -> TenantCreated:
-    """A new tenant (new id, new first key) holding an archive's rows; 422 if it was altered."""
+    """A new tenant (new id, new first key) holding an archive's rows, in `placement`
+    (default shared); 422 if the archive was altered or the placement is unknown."""
     life = _life(state)
+    try:
+        state.placements.check(placement)
+    except UnknownPlacement:
+        raise _unknown_query_placement(placement, state.placements.names) from None
     workdir = Path(tempfile.mkdtemp(prefix="tk-import-"))
     try:
         upload = workdir / "upload.tar.gz"
@@ -194,7 +221,14 @@ async def import_tenant(
                 await sink.write(chunk)
         tenant, key, clear = await _work(
             lambda: archive.import_tenant(
-                life.engine, life.require_app_engine(), upload, workdir, name=name, slug=slug
+                life.engine,
+                life.require_app_engine(placement),
+                upload,
+                workdir,
+                name=name,
+                slug=slug,
+                placement=placement,
+                placements=life.placements,
             )
         )
     finally:

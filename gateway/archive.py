@@ -22,7 +22,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from gateway import store
+from gateway.placements import Placements
 from gateway.tenantdata import Progress, Table, enter_tenant, quote, tables
+from services.tenancy.placements import SHARED
 
 FORMAT = "tenantkit-export/1"
 MANIFEST = "manifest.json"
@@ -252,8 +254,13 @@ def import_tenant(
     name: str | None,
     slug: str | None,
     progress: Progress | None = None,
+    placement: str = SHARED,
+    placements: Placements | None = None,
 ) -> tuple[store.TenantRecord, store.KeyRecord, str]:
-    """Verify the archive, create its tenant anew, load its rows (the tenant goes on failure)."""
+    """Verify the archive, create its tenant anew in `placement` (whose services' role
+    `app_engine` is), load its rows there (the tenant goes on failure)."""
+    placements = placements or Placements({})
+    placements.check(placement)
     verified = open_archive(upload, workdir)
     if progress:
         progress("archive verified against its manifest")
@@ -264,13 +271,17 @@ def import_tenant(
         name=name or str(source.get("name", "")),
         slug=slug or source.get("slug"),
         rate_limit_per_second=source.get("rate_limit_per_second"),
+        placement=placement,
+        place=placements.parent_row_adder(placement),
         **limits,
     )
     try:
         load(app_engine, tenant.id, verified, progress)
     except BaseException as exc:
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant.id})
+        parents = [engine] if placement == SHARED else [placements.engine(placement), engine]
+        for each in parents:  # a dedicated placement's parent row, then the directory's
+            with each.begin() as conn:
+                conn.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant.id})
         if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise BadArchive(f"rows refused by the database: {first}") from exc

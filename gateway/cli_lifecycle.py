@@ -15,9 +15,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from gateway import archive, invalidation, lifecycle, purger, store, tenantdata
+from gateway import archive, invalidation, lifecycle, mover, placedlife, purger, store
 from gateway.config import CliSettings
+from gateway.placements import Placements, UnknownPlacement
 from gateway.schemas import TenantOut
+from services.tenancy.placements import SHARED
 
 Publish = Callable[[list[str], list[str]], None]
 VERBS = ("delete", "restore", "purge", "export", "import")
@@ -41,6 +43,7 @@ def add_parsers(actions: argparse._SubParsersAction) -> None:  # type: ignore[ty
     load.add_argument("file", type=Path)
     load.add_argument("--name")
     load.add_argument("--slug")
+    load.add_argument("--placement", default=SHARED, help="where its rows go (default shared)")
 
 
 def _progress(line: str) -> None:
@@ -53,10 +56,17 @@ def _life(engine: Engine, settings: CliSettings) -> purger.Lifecycle:
         raise CliRefusal("APP_DATABASE_URL (or DATABASE_URL) is needed to reach tenant tables")
     return purger.Lifecycle(
         engine=engine,
-        app_engine=tenantdata.make_app_engine(url),
+        app_engines=mover.app_engines(settings.lifecycle_placement_urls()),
         key=settings.certificate_key() or b"",
         grace_seconds=settings.TENANT_DELETION_GRACE_SECONDS,
+        placements=Placements(settings.placement_urls()),
     )
+
+
+def _dispose(life: purger.Lifecycle) -> None:
+    life.placements.dispose()
+    for each in life.app_engines.values():
+        each.dispose()
 
 
 def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish: Publish) -> None:
@@ -74,8 +84,14 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
         if settings.certificate_key() is None:
             raise CliRefusal("DELETION_CERTIFICATE_SECRET (or ADMIN_TOKEN) is needed to sign")
         life = _life(engine, settings)
-        app = life.require_app_engine()
-        cert, deleted = lifecycle.purge(engine, app, args.id, life.key, _progress)
+        try:
+            cert, deleted = lifecycle.purge(
+                engine, life.app_engines, args.id, life.key, _progress, life.placements
+            )
+        except placedlife.MoveInProgress:
+            raise CliRefusal(f"tenant {args.id}: {placedlife.MOVING}") from None
+        finally:
+            _dispose(life)
         publish(*purger.redis_plan(deleted))
         print(json.dumps(cert, indent=2))
         return
@@ -86,23 +102,33 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
             tenant = store.get_tenant(engine, args.id)
             with engine.connect() as conn:
                 revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            path = archive.export(
-                life.require_app_engine(), tenant.to_json(), revision, workdir, _progress
-            )
+            path = placedlife.export(engine, life.app_engines, tenant, revision, workdir, _progress)
             shutil.move(path, args.output)
             print(f"tenant {args.id} exported to {args.output}")
         else:
+            try:
+                life.placements.check(args.placement)
+            except UnknownPlacement:
+                known = ", ".join(life.placements.names)
+                raise CliRefusal(f"unknown placement {args.placement!r} (known: {known})") from None
             tenant, key, clear = archive.import_tenant(
                 engine,
-                life.require_app_engine(),
+                life.require_app_engine(args.placement),
                 args.file,
                 workdir,
                 name=args.name,
                 slug=args.slug,
                 progress=_progress,
+                placement=args.placement,
+                placements=life.placements,
             )
             publish(*invalidation.plan(tenant_id=tenant.id, slug=tenant.slug))
             body = TenantOut.of(tenant).model_dump(mode="json")
             print(json.dumps({**body, "api_key": clear, "api_key_id": key.id}, indent=2))
+    except placedlife.MoveInProgress:
+        raise CliRefusal(f"tenant {args.id}: {placedlife.MOVING}") from None
+    except placedlife.PlacementUnavailable as exc:
+        raise CliRefusal(f"placement {exc} is not in TENANT_DATABASES here") from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        _dispose(life)

@@ -12,14 +12,17 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from gateway import tenantdata
-from gateway.store import TenantNotFound, TenantRecord, api_keys, tenants
+from gateway import placedlife
+from gateway.placements import Placements
+from gateway.store import TenantNotFound, TenantRecord, api_keys, find_tenant, tenants
 from gateway.tenantdata import Progress
+from services.tenancy.placements import SHARED
 
 log = logging.getLogger("gateway.lifecycle")
 _TENANT_COLUMNS = ", ".join(c.name for c in tenants.columns)
@@ -129,16 +132,20 @@ def verify(cert: dict[str, Any], key: bytes) -> bool:
 
 def purge(
     engine: Engine,
-    app_engine: Engine,
+    app_engines: Mapping[str, Engine],
     tenant_id: int,
     key: bytes,
     progress: Progress | None = None,
+    placements: Placements | None = None,
 ) -> tuple[dict[str, Any], Deleted]:
     """Purge a pending_deletion tenant now and return its certificate (at most once).
 
+    `app_engines` is the services' role in every placement (`shared` first), `placements`
+    the gateway role's (for the parent rows in dedicated ones): the purge covers them all.
     An advisory lock keeps a second replica (or the CLI) off the same tenant; the
     tenant_deletions row makes an interrupted purge resumable with its original counts.
     """
+    placements = placements or Placements({})
     # A transaction-scoped lock on a connection held open (idle, no snapshot kept) for the
     # whole purge: unlike a session lock it is also safe behind PgBouncer's transaction mode.
     with engine.connect() as lock, lock.begin():
@@ -148,12 +155,14 @@ def purge(
         ).scalar()
         if not got:
             raise PurgeRunning(tenant_id)
-        return _purge_locked(engine, app_engine, tenant_id, key, progress)
+        return _purge_locked(engine, app_engines, placements, tenant_id, key, progress)
 
 
-def _claim(engine: Engine, app_engine: Engine, tenant_id: int) -> dict[str, int] | None:
+def _claim(
+    engine: Engine, app_engines: Mapping[str, Engine], tenant_id: int
+) -> placedlife.Counts | None:
     """Record the purge's start (counts before) under the tenant's row lock; None if done."""
-    counts = tenantdata.count_rows(app_engine, tenant_id)
+    counts = placedlife.count_everywhere(app_engines, tenant_id)
     with engine.begin() as conn:
         status = conn.execute(
             text("SELECT status FROM tenants WHERE id = :t FOR UPDATE"), {"t": tenant_id}
@@ -162,6 +171,9 @@ def _claim(engine: Engine, app_engine: Engine, tenant_id: int) -> dict[str, int]
             return None
         if status != "pending_deletion":
             raise NotPendingDeletion(tenant_id)
+        # Its rows are on their way between databases: counts and deletes would miss some.
+        if placedlife.move_running(conn, tenant_id):
+            raise placedlife.MoveInProgress(tenant_id)
         conn.execute(
             text(
                 "INSERT INTO tenant_deletions (tenant_id, slug, counts_before) "
@@ -174,19 +186,28 @@ def _claim(engine: Engine, app_engine: Engine, tenant_id: int) -> dict[str, int]
             text("SELECT counts_before FROM tenant_deletions WHERE tenant_id = :t"),
             {"t": tenant_id},
         ).scalar_one()
-    return {str(k): int(v) for k, v in before.items()}
+    return placedlife.as_counts(before)
 
 
 def _purge_locked(
-    engine: Engine, app_engine: Engine, tenant_id: int, key: bytes, progress: Progress | None
+    engine: Engine,
+    app_engines: Mapping[str, Engine],
+    placements: Placements,
+    tenant_id: int,
+    key: bytes,
+    progress: Progress | None,
 ) -> tuple[dict[str, Any], Deleted]:
-    before = _claim(engine, app_engine, tenant_id)
-    if before is None:
+    # Stable from here: a pending_deletion tenant cannot begin a move (mover.begin).
+    found = find_tenant(engine, tenant_id)
+    if found is not None:  # a placement this process cannot reach: refused before the claim
+        placedlife.engine_of(app_engines, found.placement)
+    before = _claim(engine, app_engines, tenant_id)
+    if before is None or found is None:
         done = certificate(engine, tenant_id)
         if done is None:
             raise TenantNotFound(tenant_id)
         return done, Deleted(_gone(tenant_id, done), [])
-    deleted = tenantdata.delete_rows(app_engine, tenant_id, progress)
+    deleted = placedlife.delete_everywhere(app_engines, found.placement, tenant_id, progress)
     # What an operator checks a large purge against: no transaction held locks for long.
     log.info(
         "tenant %s: %d rows deleted in %d transactions, the longest %.3f s",
@@ -195,10 +216,11 @@ def _purge_locked(
         deleted.transactions,
         deleted.longest_seconds,
     )
-    after = tenantdata.count_rows(app_engine, tenant_id)
-    left = {t: n for t, n in after.items() if n}
+    after = placedlife.count_everywhere(app_engines, tenant_id)
+    left = {f"{p}:{t}": n for p, counts in after.items() for t, n in counts.items() if n}
     if left:
         raise PurgeIncomplete(f"rows left after the purge: {left}")
+    lsn = placedlife.drop_parent_rows(placements, tenant_id)
     with engine.begin() as conn:
         digests = _digests(conn, tenant_id)
         # api_keys and the id counters go with the row (ON DELETE CASCADE).
@@ -214,14 +236,13 @@ def _purge_locked(
             ),
             {"t": tenant_id},
         ).one()
-        tables = sorted(set(before) | set(after))
+        lsn[SHARED] = facts.lsn
         body = {
             "tenant_id": tenant_id,
             "slug": row.slug,
-            "tables": {t: {"before": before.get(t, 0), "after": after.get(t, 0)} for t in tables},
+            **placedlife.certified(row.placement, before, after, lsn),
             "started_at": _iso(facts.started_at),
             "finished_at": _iso(facts.finished_at),
-            "wal_lsn": facts.lsn,
             "schema_revision": facts.revision,
             "algorithm": "HMAC-SHA256",
         }

@@ -23,7 +23,6 @@ from gateway import (
     ownpaths,
     pipeline,
     purger,
-    tenantdata,
 )
 from gateway.admission import Admission
 from gateway.breaker import RedisLink, make_client
@@ -122,12 +121,14 @@ def create_app(settings: Settings) -> FastAPI:
             holds=holds,
             mover_engines=mover.app_engines(settings.lifecycle_placement_urls()),
         )
-        app_url = settings.lifecycle_database_url()
+        # The lifecycle reaches tenant tables through the mover's engines (the services'
+        # role in every placement): one pool per placement, not two.
         state.lifecycle = purger.Lifecycle(
             engine=engine,
-            app_engine=tenantdata.make_app_engine(app_url) if app_url else None,
+            app_engines=state.mover_engines,
             key=settings.certificate_key() or b"",
             grace_seconds=settings.TENANT_DELETION_GRACE_SECONDS,
+            placements=state.placements,
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         purging = asyncio.create_task(purger.run_purger(state.lifecycle, invalidator))
@@ -143,8 +144,6 @@ def create_app(settings: Settings) -> FastAPI:
                     await task
             stop_flushing.set()
             await flusher  # its last flush: a restart loses no counted request
-            if state.lifecycle.app_engine is not None:
-                state.lifecycle.app_engine.dispose()
             await invalidator.aclose()
             await session.close()
             await redis.client.aclose()

@@ -206,6 +206,13 @@ def begin(
         raise movedata.MoveError(f"tenant {tenant_id} is already in {target}")
     try:
         with directory.begin() as conn:
+            # FOR SHARE: a deletion request (an UPDATE of the row) waits for this move's
+            # record, so a purge that follows it sees the move and refuses (409).
+            status = conn.execute(
+                text("SELECT status FROM tenants WHERE id = :t FOR SHARE"), {"t": tenant_id}
+            ).scalar()
+            if status is None or status == "pending_deletion":
+                raise TenantNotFound(tenant_id)
             move_id = conn.execute(
                 text(
                     "INSERT INTO tenant_moves (tenant_id, from_placement, to_placement, state) "

@@ -10,16 +10,18 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import invalidation, lifecycle, usage
+from gateway import invalidation, lifecycle, placedlife, usage
 from gateway.invalidation import Invalidator
+from gateway.placements import Placements
 from gateway.ratelimit import rate_limit_key
+from services.tenancy.placements import SHARED
 
 log = logging.getLogger("gateway.lifecycle")
 # Checked every quarter of the grace period, between 1 s and a minute: a purge is due at
@@ -30,15 +32,23 @@ MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS = 1.0, 60.0
 @dataclass(slots=True)
 class Lifecycle:
     engine: Engine
-    app_engine: Engine | None
+    # The services' role in every placement, `shared` first ({} when not configured).
+    app_engines: dict[str, Engine]
     key: bytes
     grace_seconds: int
+    # The gateway role in the dedicated placements (their tenants' parent rows).
+    placements: Placements = field(default_factory=lambda: Placements({}))
 
-    def require_app_engine(self) -> Engine:
-        """The services' role's engine; LifecycleUnavailable when not configured."""
-        if self.app_engine is None:
+    @property
+    def available(self) -> bool:
+        """Whether tenant tables can be reached at all (APP_DATABASE_URL or DATABASE_URL)."""
+        return bool(self.app_engines)
+
+    def require_app_engine(self, placement: str = SHARED) -> Engine:
+        """The services' role's engine in `placement`; LifecycleUnavailable when not configured."""
+        if not self.app_engines:
             raise LifecycleUnavailable("APP_DATABASE_URL is not set: no access to tenant tables")
-        return self.app_engine
+        return placedlife.engine_of(self.app_engines, placement)
 
 
 class LifecycleUnavailable(Exception):
@@ -62,9 +72,11 @@ def redis_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
 
 async def purge_now(life: Lifecycle, invalidator: Invalidator, tenant_id: int) -> dict[str, Any]:
     """Purge the tenant (already pending_deletion) and drop its Redis keys everywhere."""
-    app_engine = life.require_app_engine()
+    life.require_app_engine()
     cert, deleted = await anyio.to_thread.run_sync(
-        lambda: lifecycle.purge(life.engine, app_engine, tenant_id, life.key)
+        lambda: lifecycle.purge(
+            life.engine, life.app_engines, tenant_id, life.key, placements=life.placements
+        )
     )
     await invalidator.publish(*redis_plan(deleted))
     return cert
@@ -77,7 +89,7 @@ def interval(grace_seconds: int) -> float:
 
 async def run_purger(life: Lifecycle, invalidator: Invalidator) -> None:
     """Until cancelled: purge every tenant whose grace period is over."""
-    if life.app_engine is None:
+    if not life.available:
         log.warning("APP_DATABASE_URL is not set: tenants past their grace are not purged here")
         return
     while True:
@@ -93,5 +105,7 @@ async def run_purger(life: Lifecycle, invalidator: Invalidator) -> None:
                     log.info("tenant %s purged after its grace period", tenant_id)
                 except (lifecycle.PurgeRunning, lifecycle.NotPendingDeletion):
                     continue  # another replica has it, or it was restored meanwhile
-        except (SQLAlchemyError, lifecycle.PurgeIncomplete) as exc:
+                except placedlife.MoveInProgress:
+                    log.warning("tenant %s: purge waits for its move to finish", tenant_id)
+        except (SQLAlchemyError, lifecycle.PurgeIncomplete, placedlife.PlacementUnavailable) as exc:
             log.warning("purger: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
