@@ -14,17 +14,20 @@ import httpx
 
 from bench.lifecycle.figures import NAMES
 from bench.lifecycle.run import Plan, Target, run
-from kit.procs import ServiceProcess
 from kit.stacks import Database, Secrets
+from kit.testing import StartService
 
 
 def test_a_tiny_lifecycle_load_run_reports_every_figure_and_cleans_up(
-    gateway: ServiceProcess,
+    start_service: StartService,
     admin: httpx.Client,
     database: Database,
     secrets: Secrets,
     tmp_path: Path,
 ) -> None:
+    # A gateway of its own even against an external stack: the run samples its memory and
+    # reads its log, which a compose or k8s gateway does not offer.
+    gateway = start_service("gateway")
     before = {t["id"] for t in admin.get("/admin/tenants").json()}
     lines: list[str] = []
     figures = run(
