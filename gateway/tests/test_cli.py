@@ -29,14 +29,16 @@ def cli_env(database: Database, redis: RedisServer) -> dict[str, str]:
     }
 
 
-def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, database: Database, redis: RedisServer, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         env=cli_env(database, redis),
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 

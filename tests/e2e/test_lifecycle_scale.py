@@ -19,7 +19,7 @@ import httpx
 import psycopg2
 
 from gateway.tests.factories import create_tenant
-from gateway.tests.test_cli import cli_env
+from gateway.tests.test_cli import cli, cli_env
 from kit.procs import ServiceProcess
 from kit.servers import RedisServer
 from kit.stacks import Database
@@ -27,19 +27,6 @@ from kit.stacks import Database
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = int(os.environ.get("LIFECYCLE_SCALE_ROWS", "20000"))
 MAX_RSS_MB = 200
-
-
-def cli(*args: str, database: Database, redis: RedisServer) -> subprocess.CompletedProcess[str]:
-    # As gateway.tests.test_cli's, with room for a large tenant's export and purge.
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        env=cli_env(database, redis),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 _PEAK_RSS = (
@@ -92,7 +79,10 @@ def test_a_large_tenant_exports_in_flat_memory_and_purges_to_zero(
     assert manifest["tables"]["public.users"]["rows"] == ROWS
 
     started = time.monotonic()
-    purged = cli("tenants", "purge", str(tenant["id"]), database=database, redis=redis_server)
+    # Room for a large tenant's purge.
+    purged = cli(
+        "tenants", "purge", str(tenant["id"]), database=database, redis=redis_server, timeout=600
+    )
     purge_seconds = time.monotonic() - started
     assert purged.returncode == 0, purged.stderr
     cert = json.loads(purged.stdout)
