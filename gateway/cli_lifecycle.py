@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
         finally:
             _dispose(life)
         publish(*purger.redis_plan(deleted))
+        time.sleep(purger.LATE_USAGE_SECONDS)
+        publish(*purger.late_usage_plan(deleted))
         print(json.dumps(cert, indent=2))
         return
     life = _life(engine, settings)

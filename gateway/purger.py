@@ -70,6 +70,19 @@ def redis_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
     return [*keys, rate_limit_key(t.id), *spent], messages
 
 
+# The tenant's last requests may still be counted in a replica's memory: every replica flushes
+# within this long, and that flush re-creates a usage hash the purge had dropped.
+LATE_USAGE_SECONDS = usage.FLUSH_SECONDS + usage.FLUSH_WAIT_SECONDS
+
+
+def late_usage_plan(deleted: lifecycle.Deleted) -> tuple[list[str], list[str]]:
+    """The usage hashes of the last two minutes again, for after LATE_USAGE_SECONDS."""
+    keys = usage.usage_keys(
+        deleted.tenant.id, window_seconds=2 * usage.BUCKET_SECONDS, now=time.time()
+    )
+    return keys, []
+
+
 async def purge_now(life: Lifecycle, invalidator: Invalidator, tenant_id: int) -> dict[str, Any]:
     """Purge the tenant (already pending_deletion) and drop its Redis keys everywhere."""
     life.require_app_engine()
@@ -79,6 +92,8 @@ async def purge_now(life: Lifecycle, invalidator: Invalidator, tenant_id: int) -
         )
     )
     await invalidator.publish(*redis_plan(deleted))
+    await asyncio.sleep(LATE_USAGE_SECONDS)
+    await invalidator.publish(*late_usage_plan(deleted))
     return cert
 
 

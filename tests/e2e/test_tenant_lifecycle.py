@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ import httpx
 import psycopg2
 import redis
 
-from gateway import lifecycle
+from gateway import lifecycle, usage
 from gateway.tests.factories import bearer, create_tenant, wait_for
 from kit.procs import ServiceProcess
 from kit.servers import RedisServer
@@ -105,10 +106,16 @@ def test_a_tenant_walks_through_every_state(
     # Its usage is flushed to Redis every second; the purge must not leave it there.
     wait_for(lambda: len(redis_keys_of(redis_server, tid)) >= 2, within=5, interval=0.2)
 
+    # A request just before the purge: its count is still in the gateway's memory when the
+    # purge drops the keys, and its flush must not bring a usage hash back.
+    assert httpx.get(f"{gateway.url}/users", headers=bearer(key), timeout=5).status_code == 200
+
     # Purged: rows gone, key unknown, Redis keys gone, a certificate signed with the kit's key.
     assert admin.delete(f"/admin/tenants/{tid}", params={"purge": "true"}).status_code == 204
     assert status(gateway.url, key) == 401
     assert users_of(database, tid) == 0
+    assert redis_keys_of(redis_server, tid) == []
+    time.sleep(usage.FLUSH_SECONDS + 0.5)  # every count of it has been flushed by now
     assert redis_keys_of(redis_server, tid) == []
     assert admin.get(f"/admin/tenants/{tid}").status_code == 404
     assert admin.post(f"/admin/tenants/{tid}/restore").status_code == 404
