@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -82,13 +83,18 @@ class Invalidator:
     async def publish(self, keys: list[str], messages: list[str]) -> None:
         """Drop the entries here, in Redis and (via pub/sub) in every other gateway."""
         await self._publish_once(keys, messages)
-        task = asyncio.create_task(self._second_pass(keys, messages))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.publish_later(SECOND_PASS_DELAY_SECONDS, keys, messages)
 
     def publish_soon(self, keys: list[str], messages: list[str]) -> None:
         """`publish` from a callback: as a task this invalidator tracks and closes."""
-        task = asyncio.create_task(self.publish(keys, messages))
+        self._track(self.publish(keys, messages))
+
+    def publish_later(self, delay: float, keys: list[str], messages: list[str]) -> None:
+        """One more pass after `delay` s, for writes that may land after the first one."""
+        self._track(self._pass_after(delay, keys, messages))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -110,8 +116,8 @@ class Invalidator:
             # Other replicas will see the change when their short in-process TTL ends.
             log.warning("redis is down: invalidation %s reaches other gateways by TTL", messages)
 
-    async def _second_pass(self, keys: list[str], messages: list[str]) -> None:
-        await asyncio.sleep(SECOND_PASS_DELAY_SECONDS)
+    async def _pass_after(self, delay: float, keys: list[str], messages: list[str]) -> None:
+        await asyncio.sleep(delay)
         await self._publish_once(keys, messages)
 
     async def listen(self, client: Redis) -> None:

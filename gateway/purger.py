@@ -92,8 +92,7 @@ async def purge_now(life: Lifecycle, invalidator: Invalidator, tenant_id: int) -
         )
     )
     await invalidator.publish(*redis_plan(deleted))
-    await asyncio.sleep(LATE_USAGE_SECONDS)
-    await invalidator.publish(*late_usage_plan(deleted))
+    invalidator.publish_later(LATE_USAGE_SECONDS, *late_usage_plan(deleted))
     return cert
 
 

@@ -16,7 +16,7 @@ import httpx
 import psycopg2
 import redis
 
-from gateway import lifecycle, usage
+from gateway import lifecycle, purger
 from gateway.tests.factories import bearer, create_tenant, wait_for
 from kit.procs import ServiceProcess
 from kit.servers import RedisServer
@@ -115,7 +115,7 @@ def test_a_tenant_walks_through_every_state(
     assert status(gateway.url, key) == 401
     assert users_of(database, tid) == 0
     assert redis_keys_of(redis_server, tid) == []
-    time.sleep(usage.FLUSH_SECONDS + 0.5)  # every count of it has been flushed by now
+    time.sleep(purger.LATE_USAGE_SECONDS + 0.5)  # every count of it has been flushed by now
     assert redis_keys_of(redis_server, tid) == []
     assert admin.get(f"/admin/tenants/{tid}").status_code == 404
     assert admin.post(f"/admin/tenants/{tid}/restore").status_code == 404
