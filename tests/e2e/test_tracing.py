@@ -85,10 +85,15 @@ def test_a_request_is_one_trace_across_gateway_service_and_sql(
         return [(s, span) for s, span in receiver.spans if span.trace_id.hex() == trace_id]
 
     def complete() -> bool:
-        services = {s for s, span in ours()}
-        return {"gateway", "users-service"} <= services and any(
-            span.kind == Span.SPAN_KIND_CLIENT and s == "users-service" for s, span in ours()
-        )
+        # Each process exports in batches: a request span ends after its children and may
+        # arrive in a later batch, so wait for every kind this test reads.
+        kinds = {(s, span.kind) for s, span in ours()}
+        return {
+            ("gateway", Span.SPAN_KIND_SERVER),
+            ("gateway", Span.SPAN_KIND_CLIENT),
+            ("users-service", Span.SPAN_KIND_SERVER),
+            ("users-service", Span.SPAN_KIND_CLIENT),
+        } <= kinds
 
     wait_for(complete, within=10)
     spans = ours()
