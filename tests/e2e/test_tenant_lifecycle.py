@@ -66,6 +66,15 @@ def redis_keys_of(redis_server: RedisServer, tenant_id: int) -> list[str]:
         client.close()
 
 
+def requests_counted(redis_server: RedisServer, usage_keys: list[str]) -> int:
+    """The requests counted in these usage hashes."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        return sum(int(client.hget(key, "requests") or 0) for key in usage_keys)
+    finally:
+        client.close()
+
+
 def test_a_tenant_walks_through_every_state(
     gateway: ServiceProcess,
     admin: httpx.Client,
@@ -114,7 +123,11 @@ def test_a_tenant_walks_through_every_state(
     assert admin.delete(f"/admin/tenants/{tid}", params={"purge": "true"}).status_code == 204
     assert status(gateway.url, key) == 401
     assert users_of(database, tid) == 0
-    assert redis_keys_of(redis_server, tid) == []
+    # The last request's count may land just after the purge dropped the keys (its replica
+    # flushes every second): at most that one request, and the purge's late pass drops it.
+    left = redis_keys_of(redis_server, tid)
+    assert f"tk:rl:{tid}" not in left
+    assert requests_counted(redis_server, left) <= 1
     time.sleep(purger.LATE_USAGE_SECONDS + 0.5)  # every count of it has been flushed by now
     assert redis_keys_of(redis_server, tid) == []
     assert admin.get(f"/admin/tenants/{tid}").status_code == 404
