@@ -140,6 +140,9 @@ class Move:
         except Exception as exc:  # whatever failed (a driver error, a refusal), undo the move
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             log.warning("move of tenant %s failed: %s", self.tenant_id, reason)
+            if held:  # before the undo: its target clean-up takes a while; the source serves
+                self.signals.release(self.tenant_id)
+                held = False
             return self._settle_failure(record, flipped=flipped, reason=reason)
         finally:
             beat.stopped.set()

@@ -198,18 +198,29 @@ class Sides:
             ]
             source, target = (side.result() for side in sides)
         for table in self.data:
-            if source[table.name] != target[table.name]:
+            (count, digest, chunks_here), (other, digest_there, chunks_there) = (
+                source[table.name],
+                target[table.name],
+            )
+            if (count, digest) != (other, digest_there):
+                differ = sorted(
+                    k
+                    for k in chunks_here.keys() | chunks_there.keys()
+                    if chunks_here.get(k) != chunks_there.get(k)
+                )
+                ids = ", ".join(f"{k * CHUNK_IDS}-{(k + 1) * CHUNK_IDS - 1}" for k in differ[:5])
                 raise MoveError(
-                    f"verification failed: {table.name} source {source[table.name]}, "
-                    f"target {target[table.name]}"
+                    f"verification failed: {table.name} has {count} rows at the source, "
+                    f"{other} at the target; ids that differ are in {ids or 'no chunk'}"
                 )
 
 
 def _final_side(
     engine: Engine, tenant_id: int, data: list[Table], chunks: Chunks
-) -> dict[str, tuple[int, str]]:
-    """Per table: (row count, digest over every chunk hash in order), from one snapshot."""
-    found: dict[str, tuple[int, str]] = {}
+) -> dict[str, tuple[int, str, Hashes]]:
+    """Per table: (row count, digest over every chunk hash in order, the chunk hashes),
+    from one snapshot."""
+    found: dict[str, tuple[int, str, Hashes]] = {}
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
@@ -235,5 +246,5 @@ def _final_side(
                 for k in sorted(merged):
                     n, h = merged[k]
                     digest.update(f"{k}:{n}:{h};".encode())
-                found[table.name] = (count, digest.hexdigest())
+                found[table.name] = (count, digest.hexdigest(), merged)
     return found
