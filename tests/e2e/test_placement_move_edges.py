@@ -143,6 +143,47 @@ def test_a_move_that_died_after_its_flip_is_finished_by_another_gateway(
     assert len(stored(stack, DEDICATED, tenant["id"])) == 6
 
 
+def test_a_move_that_died_frozen_in_its_cut_over_is_rolled_back_and_writes_resume(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    # What a runner killed inside the pause leaves: the source refusing the tenant's writes
+    # (frozen for this move), a copy at the target, a running move with a dead owner.
+    tenant = make_tenant(admin)
+    with httpx.Client(
+        base_url=stack.gateway.url, headers=bearer(tenant["api_key"]), timeout=10
+    ) as client:
+        for n in range(5):
+            assert client.post("/users", json={"name": f"u{n}"}).status_code == 201
+        move_id = rows(
+            stack.shared.url,
+            "INSERT INTO tenant_moves (tenant_id, from_placement, to_placement, state, owner, "
+            "heartbeat_at) VALUES (%s, 'shared', %s, 'cutover', 'dead:1:x', now() - interval "
+            "'1 minute') RETURNING id",
+            tenant["id"],
+            DEDICATED,
+        )[0][0]
+        rows(
+            stack.shared.url,
+            "INSERT INTO tenant_move_marks (tenant_id, state, move_id) VALUES (%s, 'frozen', %s)",
+            tenant["id"],
+            move_id,
+        )
+        rows(stack.dedicated_url, "INSERT INTO tenants (id) VALUES (%s)", tenant["id"])
+        rows(
+            stack.dedicated_url,
+            "INSERT INTO users (tenant_id, id, name) "
+            "SELECT %s, g, 'copy' FROM generate_series(1, 5) g",
+            tenant["id"],
+        )
+        found = settled(admin, tenant["id"])
+        assert found["state"] == "failed" and "rolled back" in found["error"], found
+        assert marks(stack.shared.url, tenant["id"]) == []
+        assert stored(stack, DEDICATED, tenant["id"]) == {}
+        made = client.post("/users", json={"name": "after"})
+        assert made.status_code == 201, made.text
+        assert len(client.get("/users").json()) == 6
+
+
 def test_a_row_the_capture_missed_fails_the_verification_and_the_tenant_stays(
     stack: PlacedStack, admin: httpx.Client
 ) -> None:
