@@ -6,6 +6,7 @@ A project of its own beside make test-compose's stack, so that stack stays the d
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -152,3 +153,9 @@ def test_a_tenant_moves_to_the_second_server_and_back(
 def test_the_second_server_is_on_the_internal_network_only(placed: ComposeStack) -> None:
     [row] = placed.containers("db-dedicated")
     assert not row.get("Publishers"), row  # no port of it reaches the host
+
+
+def test_migrate_brought_each_server_to_head_on_a_line_of_its_own(placed: ComposeStack) -> None:
+    logs = placed.run("logs", "--no-color", "--no-log-prefix", "migrate", profiles=())
+    reached = sorted(re.findall(r"migrate: placement (\w+): at ", logs))
+    assert reached == ["dedicated", "shared"], logs
