@@ -150,3 +150,21 @@ def test_a_broken_placement_fails_alone_and_is_named(
     ), err
     assert errors[-1].startswith("migrate: failed: ")
     assert sorted(errors[-1].removeprefix("migrate: failed: ").split(", ")) == ["gone", "missing"]
+
+
+def test_two_migrate_jobs_with_placements_at_once_both_succeed(
+    postgres_server: PgServer, kit_workdir: Path
+) -> None:
+    # Compose replicas or two CI jobs: the roles of one server and each database are taken
+    # by one job at a time (their advisory locks); neither fails on the other's catalog rows.
+    shared = postgres_server.create_database("twojobs_shared")
+    urls = {n: postgres_server.create_database(f"twojobs_{n}") for n in ("a", "b")}
+    env: dict[str, str | None] = {
+        "DATABASE_URL": shared,
+        "TENANT_DATABASES": ",".join(f"{n}={u}" for n, u in urls.items()),
+    }
+    jobs = [_start(env) for _ in range(2)]
+    outputs = [job.communicate(timeout=180) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    head = _head()
+    assert all(_revision(url) == head for url in [shared, *urls.values()])
