@@ -86,23 +86,44 @@ def carry_counters(source: Engine, target: Engine, tenant_id: int) -> None:
 
 
 def wait_out_older_transactions(engine: Engine) -> None:
-    """Return once every transaction begun before now has ended (as CREATE INDEX
-    CONCURRENTLY waits): a write that missed the mark just set has then committed or not."""
+    """Return once every transaction of this database begun before now has ended (as CREATE
+    INDEX CONCURRENTLY waits): a write that missed the mark just set has then committed or not.
+
+    By virtual transaction id, not by xid: a writer whose statement began before the mark may
+    not have an xid yet (one is assigned at its first row write), so a snapshot's xmin would
+    not wait for it, and its row, written with no log entry, could commit after the copy's
+    snapshot. Every transaction holds its virtualxid lock from its first statement.
+    """
     with engine.connect() as conn:
-        horizon = conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())")).scalar()
+        older = conn.execute(_OPEN_TRANSACTIONS).scalars().all()
         conn.rollback()
         deadline = time.monotonic() + OLD_TRANSACTIONS_WAIT_SECONDS
-        while True:
-            oldest = conn.execute(
-                text("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= CAST(:h AS xid8)"),
-                {"h": str(horizon)},
-            ).scalar()
+        while older:
+            older = (
+                conn.execute(
+                    text(
+                        "SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' "
+                        "AND virtualxid = ANY(CAST(:v AS text[]))"
+                    ),
+                    {"v": list(older)},
+                )
+                .scalars()
+                .all()
+            )
             conn.rollback()
-            if oldest:
+            if not older:
                 return
             if time.monotonic() > deadline:
                 raise MoveError("older transactions did not end in time")
             time.sleep(0.01)
+
+
+# The transactions open in this database now, but for the caller's own.
+_OPEN_TRANSACTIONS = text(
+    "SELECT l.virtualxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted "
+    "AND a.datname = current_database() AND l.pid <> pg_backend_pid()"
+)
 
 
 def _insert(conn: Connection, table: Table, rows: Sequence[Sequence[Any]], tenant_id: int) -> None:
