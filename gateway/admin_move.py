@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from gateway import invalidation, movedata, mover, store
+from gateway import invalidation, movedata, mover, moverecord, store
 from gateway.admin import TenantId, _call, require_admin
 from gateway.errors import GatewayError
 from gateway.placements import UnknownPlacement, unknown_placement
@@ -53,13 +53,14 @@ async def start_move(tenant_id: TenantId, body: MoveBody, state: StateDep) -> JS
     """Move the tenant's rows to another placement while it keeps being served."""
     if not state.mover_engines:
         raise GatewayError(503, "moves unavailable: APP_DATABASE_URL is not set")
+    owner = moverecord.new_owner()
     try:
         source, move_id = await _call(
-            mover.begin, state.engine, state.placements, tenant_id, body.to
+            moverecord.begin, state.engine, state.placements, tenant_id, body.to, owner=owner
         )
     except UnknownPlacement:
         raise unknown_placement("to", body.to, state.placements.names) from None
-    except mover.MoveRunning:
+    except moverecord.MoveRunning:
         raise GatewayError(409, "a move of this tenant is running") from None
     except movedata.MoveError as exc:
         raise GatewayError(409, str(exc)) from None
@@ -72,11 +73,13 @@ async def start_move(tenant_id: TenantId, body: MoveBody, state: StateDep) -> JS
         source=source,
         target=body.to,
         move_id=move_id,
+        owner=owner,
+        heartbeat_timeout_seconds=state.settings.MOVE_HEARTBEAT_TIMEOUT_SECONDS,
     )
     task = asyncio.create_task(_run(move))
     _running.add(task)
     task.add_done_callback(_running.discard)
-    found = await _call(mover.latest, state.engine, tenant_id)
+    found = await _call(moverecord.latest, state.engine, tenant_id)
     return JSONResponse(found, status_code=202)
 
 
@@ -88,7 +91,7 @@ async def _run(move: mover.Move) -> None:
 @router.get("/tenants/{tenant_id}/move")
 async def get_move(tenant_id: TenantId, state: StateDep) -> dict[str, Any]:
     """The tenant's newest move: state, rows copied, the measured write pause; 404 if none."""
-    found = await _call(mover.latest, state.engine, tenant_id)
+    found = await _call(moverecord.latest, state.engine, tenant_id)
     if found is None:
         raise GatewayError(404, "this tenant has never moved")
     return found

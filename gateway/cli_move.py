@@ -15,7 +15,7 @@ import sys
 from redis import Redis
 from sqlalchemy import Engine
 
-from gateway import invalidation, movedata, mover, store
+from gateway import invalidation, movedata, mover, moverecord, store
 from gateway.cli_lifecycle import CliRefusal, Publish
 from gateway.config import CliSettings
 from gateway.placements import Placements, UnknownPlacement
@@ -42,13 +42,14 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
     placements = Placements(settings.placement_urls())
     engines = mover.app_engines(urls)
     client = Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    owner = moverecord.new_owner()
     try:
         try:
-            source, move_id = mover.begin(engine, placements, args.id, args.to)
+            source, move_id = moverecord.begin(engine, placements, args.id, args.to, owner=owner)
         except UnknownPlacement:
             known = ", ".join(placements.names)
             raise CliRefusal(f"unknown placement {args.to!r} (known: {known})") from None
-        except (mover.MoveRunning, movedata.MoveError) as exc:
+        except (moverecord.MoveRunning, movedata.MoveError) as exc:
             reason = str(exc) if isinstance(exc, movedata.MoveError) else "a move of it runs"
             raise CliRefusal(f"tenant {args.id}: {reason}") from None
 
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace, engine: Engine, settings: CliSettings, publish
             source=source,
             target=args.to,
             move_id=move_id,
+            owner=owner,
+            heartbeat_timeout_seconds=settings.MOVE_HEARTBEAT_TIMEOUT_SECONDS,
             progress=_progress,
         ).run()
         for tenant in flipped:

@@ -71,6 +71,10 @@ class GatewayDatabase(BaseSettings):
     DELETION_CERTIFICATE_SECRET: str | None = Field(default=None, min_length=MIN_SECRET_LENGTH)
     # Extra placements (SPEC §11), reached as the gateway role (a tenant's parent row).
     TENANT_DATABASES: str | None = None
+    # A running move whose heartbeat is older than this died with its process: any gateway
+    # replica takes it over (rolls it back, or finishes it once flipped). Its runner beats
+    # five times per span; give every gateway and CLI the same value.
+    MOVE_HEARTBEAT_TIMEOUT_SECONDS: float = Field(default=15, ge=1, le=3600)
 
     _postgres_url = field_validator("GATEWAY_DATABASE_URL", "DATABASE_URL", "APP_DATABASE_URL")(
         _check_postgres_url

@@ -18,6 +18,7 @@ from gateway import (
     admin_move,
     health,
     mover,
+    moverecovery,
     observe,
     openapi,
     ownpaths,
@@ -132,13 +133,23 @@ def create_app(settings: Settings) -> FastAPI:
         )
         listener = asyncio.create_task(invalidator.listen(pubsub_client))
         purging = asyncio.create_task(purger.run_purger(state.lifecycle, invalidator))
+        recovering = asyncio.create_task(
+            moverecovery.run_recovery(
+                moverecovery.Recovery(
+                    directory=engine,
+                    app_engines=state.mover_engines,
+                    signals=admin_move.signals(state),
+                    timeout_seconds=settings.MOVE_HEARTBEAT_TIMEOUT_SECONDS,
+                )
+            )
+        )
         docs_refresher = asyncio.create_task(merged_openapi.keep_fresh(session))
         stop_flushing = asyncio.Event()
         flusher = asyncio.create_task(state.usage.run(stop_flushing))
         try:
             yield {"gateway": state}
         finally:
-            for task in (listener, purging, docs_refresher):
+            for task in (listener, purging, recovering, docs_refresher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

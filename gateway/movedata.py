@@ -49,31 +49,81 @@ def data_tables(engine: Engine) -> list[Table]:
     return found
 
 
-def mark(engine: Engine, tenant_id: int, state: str | None) -> None:
-    """Set the tenant's mark here: 'capturing', 'frozen', or None (served here normally)."""
+def mark(engine: Engine, tenant_id: int, state: str | None, move_id: int) -> None:
+    """Set the tenant's mark here: 'capturing', 'frozen' (both owned by move `move_id`), or
+    None (served here normally)."""
     with engine.begin() as conn:
         enter_tenant(conn, tenant_id)
-        conn.execute(text("SELECT tenant_move_mark(:s)"), {"s": state})
+        conn.execute(text("SELECT tenant_move_mark(:s, :m)"), {"s": state, "m": move_id})
+
+
+def shift(engine: Engine, tenant_id: int, move_id: int, state: str | None) -> bool:
+    """Change the tenant's mark here only while it is move `move_id`'s; whether it was.
+
+    The fence between a mover that stalled past its heartbeat and the recovery that took
+    its move over: once the recovery has unmarked the source (or a newer move marked it),
+    the stalled mover can no longer freeze it.
+    """
+    with engine.begin() as conn:
+        enter_tenant(conn, tenant_id)
+        return bool(
+            conn.execute(
+                text("SELECT tenant_move_shift(:m, :s)"), {"m": move_id, "s": state}
+            ).scalar()
+        )
+
+
+def carry_counters(source: Engine, target: Engine, tenant_id: int) -> None:
+    """Raise the target's id counters of the tenant to at least the source's, so an id
+    deleted just before the move (counted, but in no row) is not handed out again."""
+    with source.connect() as src, src.begin():
+        enter_tenant(src, tenant_id)
+        counters = src.execute(text("SELECT table_name, last_id FROM tenant_move_counters()")).all()
+    with target.begin() as dst:
+        as_mover(dst, tenant_id)
+        for name, last_id in counters:
+            dst.execute(text("SELECT tenant_move_raise_counter(:n, :v)"), {"n": name, "v": last_id})
 
 
 def wait_out_older_transactions(engine: Engine) -> None:
-    """Return once every transaction begun before now has ended (as CREATE INDEX
-    CONCURRENTLY waits): a write that missed the mark just set has then committed or not."""
+    """Return once every transaction of this database begun before now has ended (as CREATE
+    INDEX CONCURRENTLY waits): a write that missed the mark just set has then committed or not.
+
+    By virtual transaction id, not by xid: a writer whose statement began before the mark may
+    not have an xid yet (one is assigned at its first row write), so a snapshot's xmin would
+    not wait for it, and its row, written with no log entry, could commit after the copy's
+    snapshot. Every transaction holds its virtualxid lock from its first statement.
+    """
     with engine.connect() as conn:
-        horizon = conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())")).scalar()
+        older = conn.execute(_OPEN_TRANSACTIONS).scalars().all()
         conn.rollback()
         deadline = time.monotonic() + OLD_TRANSACTIONS_WAIT_SECONDS
-        while True:
-            oldest = conn.execute(
-                text("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= CAST(:h AS xid8)"),
-                {"h": str(horizon)},
-            ).scalar()
+        while older:
+            older = (
+                conn.execute(
+                    text(
+                        "SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' "
+                        "AND virtualxid = ANY(CAST(:v AS text[]))"
+                    ),
+                    {"v": list(older)},
+                )
+                .scalars()
+                .all()
+            )
             conn.rollback()
-            if oldest:
+            if not older:
                 return
             if time.monotonic() > deadline:
                 raise MoveError("older transactions did not end in time")
             time.sleep(0.01)
+
+
+# The transactions open in this database now, but for the caller's own.
+_OPEN_TRANSACTIONS = text(
+    "SELECT l.virtualxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted "
+    "AND a.datname = current_database() AND l.pid <> pg_backend_pid()"
+)
 
 
 def _insert(conn: Connection, table: Table, rows: Sequence[Sequence[Any]], tenant_id: int) -> None:
@@ -141,8 +191,14 @@ def copy(
     return copied
 
 
-def catch_up(source: Engine, target: Engine, tenant_id: int, data: list[Table]) -> int:
-    """Replay one pass of logged changes (at most CHANGES_PER_PASS); how many were taken."""
+Taken = dict[str, set[int]]  # table (schema-qualified) -> ids of its rows that changed
+
+
+def catch_up(
+    source: Engine, target: Engine, tenant_id: int, data: list[Table]
+) -> tuple[int, Taken]:
+    """Replay one pass of logged changes (at most CHANGES_PER_PASS): how many were taken,
+    and the ids they name (the verification re-checks their chunks)."""
     by_name = {t.name.removeprefix("public."): t for t in data}
     with source.connect() as src, src.begin():
         enter_tenant(src, tenant_id)
@@ -151,7 +207,7 @@ def catch_up(source: Engine, target: Engine, tenant_id: int, data: list[Table]) 
             {"n": CHANGES_PER_PASS},
         ).all()
         if not taken:
-            return 0
+            return 0, {}
         ids: dict[str, set[int]] = defaultdict(set)
         for name, row_id in taken:
             ids[name].add(int(row_id))
@@ -182,28 +238,4 @@ def catch_up(source: Engine, target: Engine, tenant_id: int, data: list[Table]) 
                 name = table.name.removeprefix("public.")
                 if name in current:
                     _insert(dst, table, [tuple(r) for r in current[name]], tenant_id)
-    return len(taken)
-
-
-def fingerprint(engine: Engine, tenant_id: int, data: list[Table]) -> dict[str, tuple[int, str]]:
-    """(row count, SHA-256 over the rows' MD5s in id order) per table, from one snapshot.
-
-    Computed by PostgreSQL: only two values per table cross the wire, which keeps the
-    verification inside the cut-over short (it runs while the tenant's requests wait).
-    """
-    found: dict[str, tuple[int, str]] = {}
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            enter_tenant(conn, tenant_id)
-            for table in data:
-                count, digest = conn.execute(
-                    text(
-                        f"SELECT count(*), encode(sha256(convert_to(coalesce(string_agg("
-                        f"md5(row({_select(table)})::text), '' ORDER BY id), ''), 'UTF8')), 'hex') "
-                        f"FROM {table.name} WHERE tenant_id = :t"
-                    ),
-                    {"t": tenant_id},
-                ).one()
-                found[table.name] = (int(count), str(digest))
-    return found
+    return len(taken), {by_name[name].name: wanted for name, wanted in ids.items()}

@@ -1,49 +1,45 @@
 """A live move of one tenant between placements (SPEC §11), start to finish.
 
 copying: the source logs the tenant's writes, then one snapshot of its rows is copied.
-catching_up: the logged writes are replayed until few are left.
+catching_up: the logged writes are replayed until few are left; both sides are hashed
+    chunk by chunk while the source still serves (gateway/moveverify.py).
 cutover: every gateway holds the tenant's requests (a bounded wait, not errors); the source
-    refuses the tenant's writes but the mover's; the last changes are replayed; counts and
-    ordered hashes must agree; the directory flips the placement and bumps its epoch; the
-    replicas are told; held requests go on, to the new placement.
+    refuses the tenant's writes but the mover's; the last changes are replayed; the chunks
+    they touched are hashed again and every row is proven equal; the id counters are
+    carried over; the directory flips the placement and bumps its epoch; the replicas are
+    told; held requests go on, to the new placement.
 done: then the source's copy is deleted in batches (it stays refused there for good).
 Anything failing before the flip undoes the move: the tenant keeps being served from the
-source, and the target's partial copy is deleted.
+source, and the target's partial copy is deleted. The process running a move beats a
+heartbeat; if it dies, any gateway replica finishes or undoes the move the same way
+(gateway/moverecovery.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
-from gateway import movedata
+from gateway import movedata, moverecord, moveverify
+from gateway.moverecord import MoveLost
 from gateway.placements import Placements
-from gateway.store import TenantNotFound, TenantRecord, find_tenant, tenants
-from gateway.tenantdata import make_app_engine
+from gateway.store import TenantRecord, find_tenant
+from gateway.tenantdata import Table, make_app_engine
 
 log = logging.getLogger("gateway.move")
-# Catch-up passes before the cut-over: stop early once a pass finds this few changes.
+# Catch-up passes before the verification: stop early once a pass finds this few changes.
 SETTLED_CHANGES = 200
 MAX_CATCH_UP_PASSES = 50
 # After "hold" is published, before the source refuses writes: the replicas' pub/sub delivery.
 HOLD_SETTLE_SECONDS = 0.05
-
-_MOVE_COLUMNS = (
-    "tenant_id, from_placement, to_placement, state, rows_copied, write_pause_ms, error, "
-    "started_at, finished_at"
-)
-
-
-class MoveRunning(Exception):
-    """The tenant already has a move under way."""
+# The default of MOVE_HEARTBEAT_TIMEOUT_SECONDS; the runner beats five times per span.
+HEARTBEAT_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -53,6 +49,47 @@ class Signals:
     hold: Callable[[int], None]
     release: Callable[[int], None]
     invalidate: Callable[[TenantRecord], None]
+
+
+def undo(
+    engines: dict[str, Engine], tenant_id: int, move_id: int, source: str, target: str
+) -> None:
+    """Back to before the move: the source serves the tenant; the target's copy goes.
+
+    The source is unmarked only while the mark is this move's: a newer move's stays."""
+    movedata.shift(engines[source], tenant_id, move_id, None)
+    dst = engines[target]
+    movedata.clear(dst, tenant_id, [t.name for t in movedata.data_tables(dst)])
+
+
+def clean_source(engines: dict[str, Engine], tenant_id: int, source: str) -> None:
+    """After the flip: delete the tenant's rows at the source (it stays `frozen` there)."""
+    src = engines[source]
+    movedata.clear(src, tenant_id, [t.name for t in movedata.data_tables(src)])
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the move's heartbeat until stopped; notes when the move was taken over."""
+
+    def __init__(self, record: moverecord.Record, every_seconds: float) -> None:
+        super().__init__(name=f"move-{record.move_id}-heartbeat", daemon=True)
+        self.record, self.every = record, every_seconds
+        self.stopped, self.lost = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                self.record.heartbeat()
+            except MoveLost:
+                self.lost.set()
+                return
+            except Exception as exc:  # the directory is away: try again; a stale beat is safe
+                log.warning("move %s heartbeat: %s", self.record.move_id, exc)
+
+    def check(self) -> None:
+        """MoveLost once the move was taken over (checked between steps)."""
+        if self.lost.is_set():
+            raise MoveLost(f"move {self.record.move_id} was taken over")
 
 
 @dataclass
@@ -67,192 +104,144 @@ class Move:
     source: str
     target: str
     move_id: int
+    owner: str
+    heartbeat_timeout_seconds: float = HEARTBEAT_TIMEOUT_SECONDS
     progress: Callable[[str], None] = field(default=lambda _m: None)
 
     def run(self) -> dict[str, Any]:
         """Move the tenant; the final record (state `done` or `failed`)."""
+        record = moverecord.Record(self.directory, self.move_id, self.owner)
+        beat = Heartbeat(record, self.heartbeat_timeout_seconds / 5)
+        beat.start()
         flipped = held = False
-        src, dst = self.app_engines[self.source], self.app_engines[self.target]
         try:
-            data = movedata.data_tables(src)
-            names = [t.name for t in data]
-            adder = self.placements.parent_row_adder(self.target)
-            if adder is not None:
-                adder(self.tenant_id)
-            # The target admits only the mover until the flip; a failed move's leftovers go.
-            movedata.mark(dst, self.tenant_id, "frozen")
-            movedata.clear(dst, self.tenant_id, names)
-            movedata.mark(src, self.tenant_id, "capturing")
-            movedata.wait_out_older_transactions(src)
-            copied = movedata.copy(
-                src, dst, self.tenant_id, data, progress=lambda n: self._copied(n)
-            )
-            self._update(state="catching_up", rows_copied=copied)
-            self.progress(f"copied {copied} rows; catching up")
-            for _ in range(MAX_CATCH_UP_PASSES):
-                if movedata.catch_up(src, dst, self.tenant_id, data) < SETTLED_CHANGES:
-                    break
-            self._update(state="cutover")
+            record.heartbeat()
+            data = self._copy(record, beat)
+            sides, chunks = self._verify_while_serving(record, beat, data)
+            beat.check()
             started = time.monotonic()
             self.signals.hold(self.tenant_id)
             held = True
-            time.sleep(HOLD_SETTLE_SECONDS)
-            movedata.mark(src, self.tenant_id, "frozen")
-            movedata.wait_out_older_transactions(src)
-            froze = time.monotonic()
-            while movedata.catch_up(src, dst, self.tenant_id, data):
-                pass
-            caught_up = time.monotonic()
-            # Both sides at once: they are different databases, and the tenant is waiting.
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                sides = [
-                    pool.submit(movedata.fingerprint, e, self.tenant_id, data) for e in (src, dst)
-                ]
-                before, after = (side.result() for side in sides)
-            if before != after:
-                raise movedata.MoveError(f"verification failed: source {before}, target {after}")
-            verified = time.monotonic()
-            movedata.mark(dst, self.tenant_id, None)
-            record = self._flip()
+            self._cut_over(sides, chunks, beat)
+            flipped_record = record.flip(self.tenant_id, self.source, self.target)
             flipped = True
-            self.signals.invalidate(record)
+            self.signals.invalidate(flipped_record)
             self.signals.release(self.tenant_id)
             held = False
             pause_ms = int((time.monotonic() - started) * 1000)
-            self._update(write_pause_ms=pause_ms)
-            log.info(
-                "move of tenant %s: writes paused %d ms (hold and freeze %d, last changes %d, "
-                "verification %d, flip and release %d)",
-                self.tenant_id,
-                pause_ms,
-                *(int(b * 1000 - a * 1000) for a, b in ((started, froze), (froze, caught_up))),
-                int((verified - caught_up) * 1000),
-                pause_ms - int((verified - started) * 1000),
-            )
+            record.update(write_pause_ms=pause_ms)
             self.progress(f"cut over to {self.target} (writes paused {pause_ms} ms); cleaning up")
-            movedata.clear(src, self.tenant_id, names)
-            return self._finish("done")
+            clean_source(self.app_engines, self.tenant_id, self.source)
+            return record.finish("done")
+        except MoveLost as exc:  # another replica took the move over and settles it
+            log.warning("move of tenant %s: %s", self.tenant_id, exc)
+            found = moverecord.latest(self.directory, self.tenant_id)
+            return found or {"tenant_id": self.tenant_id, "state": "lost", "error": str(exc)}
         except Exception as exc:  # whatever failed (a driver error, a refusal), undo the move
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             log.warning("move of tenant %s failed: %s", self.tenant_id, reason)
-            if flipped:  # moved; only the source's cleanup failed: it stays refused there
-                return self._finish("done", error=f"source cleanup: {reason}")
-            self._undo(src, dst)
-            return self._finish("failed", error=reason)
+            if held:  # before the undo: its target clean-up takes a while; the source serves
+                self.signals.release(self.tenant_id)
+                held = False
+            return self._settle_failure(record, flipped=flipped, reason=reason)
         finally:
+            beat.stopped.set()
             if held:
                 self.signals.release(self.tenant_id)
 
-    def _copied(self, rows: int) -> None:
-        if rows % (movedata.COPY_BATCH_ROWS * 25) == 0:
-            self._update(rows_copied=rows)
-            self.progress(f"{rows} rows copied")
+    def _copy(self, record: moverecord.Record, beat: Heartbeat) -> list[Table]:
+        """Mark both sides, then copy one snapshot of the tenant's rows; the tables."""
+        src, dst = self.app_engines[self.source], self.app_engines[self.target]
+        data = movedata.data_tables(src)
+        names = [t.name for t in data]
+        adder = self.placements.parent_row_adder(self.target)
+        if adder is not None:
+            adder(self.tenant_id)
+        # The target admits only the mover until the flip; a failed move's leftovers go.
+        movedata.mark(dst, self.tenant_id, "frozen", self.move_id)
+        movedata.clear(dst, self.tenant_id, names)
+        movedata.mark(src, self.tenant_id, "capturing", self.move_id)
+        movedata.wait_out_older_transactions(src)
 
-    def _undo(self, src: Engine, dst: Engine) -> None:
-        """Back to before: the source serves the tenant; the target's copy goes."""
-        for step in (
-            lambda: movedata.mark(src, self.tenant_id, None),
-            lambda: movedata.clear(
-                dst, self.tenant_id, [t.name for t in movedata.data_tables(dst)]
-            ),
-        ):
-            try:
-                step()
-            except Exception as exc:  # the next move of it clears what is left
-                log.warning("undoing the move of tenant %s: %s", self.tenant_id, exc)
+        def copied(rows: int) -> None:
+            beat.check()
+            if rows % (movedata.COPY_BATCH_ROWS * 25) == 0:
+                record.update(rows_copied=rows)
+                self.progress(f"{rows} rows copied")
 
-    def _flip(self) -> TenantRecord:
-        with self.directory.begin() as conn:
-            row = conn.execute(
-                tenants.update()
-                .where(tenants.c.id == self.tenant_id, tenants.c.placement == self.source)
-                .values(placement=self.target, placement_epoch=tenants.c.placement_epoch + 1)
-                .returning(tenants)
-            ).first()
-        if row is None:
-            raise movedata.MoveError("the tenant's placement changed under the move")
-        return TenantRecord(**row._mapping)
+        total = movedata.copy(src, dst, self.tenant_id, data, progress=copied)
+        record.update(state="catching_up", rows_copied=total)
+        self.progress(f"copied {total} rows; catching up")
+        return data
 
-    def _update(self, **values: Any) -> None:
-        sets = ", ".join(f"{k} = :{k}" for k in values)
-        with self.directory.begin() as conn:
-            conn.execute(
-                text(f"UPDATE tenant_moves SET {sets} WHERE id = :id"),
-                {**values, "id": self.move_id},
-            )
+    def _verify_while_serving(
+        self, record: moverecord.Record, beat: Heartbeat, data: list[Table]
+    ) -> tuple[moveverify.Sides, moveverify.Chunks]:
+        """Catch up, then prove every chunk equal once (re-checking the dirty ones)."""
+        chunks = moveverify.Chunks()
+        src, dst = self.app_engines[self.source], self.app_engines[self.target]
 
-    def _finish(self, state: str, *, error: str | None = None) -> dict[str, Any]:
-        with self.directory.begin() as conn:
-            row = conn.execute(
-                text(
-                    "UPDATE tenant_moves SET state = :s, error = :e, finished_at = now() "
-                    f"WHERE id = :id RETURNING {_MOVE_COLUMNS}"
-                ),
-                {"s": state, "e": error, "id": self.move_id},
-            ).one()
-        return _as_json(row._mapping)
+        def catch_up() -> int:
+            beat.check()
+            taken, ids = movedata.catch_up(src, dst, self.tenant_id, data)
+            chunks.touched(ids)
+            return taken
 
+        for _ in range(MAX_CATCH_UP_PASSES):
+            if catch_up() < SETTLED_CHANGES:
+                break
+        sides = moveverify.Sides(src, dst, self.tenant_id, data, catch_up)
+        sides.sweep(chunks)
+        sides.recheck(chunks)
+        self.progress(f"verified while serving; {chunks.dirty_count()} chunks left to re-check")
+        record.update(state="cutover")
+        return sides, chunks
 
-def begin(
-    directory: Engine, placements: Placements, tenant_id: int, target: str
-) -> tuple[str, int]:
-    """Check and record a move: (source placement, move id). TenantNotFound, MoveRunning,
-    UnknownPlacement, or MoveError when the tenant is already there."""
-    placements.check(target)
-    tenant = find_tenant(directory, tenant_id)
-    if tenant is None or tenant.status == "pending_deletion":
-        raise TenantNotFound(tenant_id)
-    if tenant.placement == target:
-        raise movedata.MoveError(f"tenant {tenant_id} is already in {target}")
-    try:
-        with directory.begin() as conn:
-            # FOR SHARE: a deletion request (an UPDATE of the row) waits for this move's
-            # record, so a purge that follows it sees the move and refuses (409).
-            status = conn.execute(
-                text("SELECT status FROM tenants WHERE id = :t FOR SHARE"), {"t": tenant_id}
-            ).scalar()
-            if status is None or status == "pending_deletion":
-                raise TenantNotFound(tenant_id)
-            move_id = conn.execute(
-                text(
-                    "INSERT INTO tenant_moves (tenant_id, from_placement, to_placement, state) "
-                    "VALUES (:t, :f, :to, 'copying') RETURNING id"
-                ),
-                {"t": tenant_id, "f": tenant.placement, "to": target},
-            ).scalar_one()
-    except IntegrityError as exc:
-        raise MoveRunning(tenant_id) from exc
-    return tenant.placement, int(move_id)
+    def _cut_over(
+        self, sides: moveverify.Sides, chunks: moveverify.Chunks, beat: Heartbeat
+    ) -> None:
+        """The pause: freeze the source, drain the log, prove equality, carry the counters."""
+        src, dst = self.app_engines[self.source], self.app_engines[self.target]
+        marks = time.monotonic()
+        time.sleep(HOLD_SETTLE_SECONDS)
+        if not movedata.shift(src, self.tenant_id, self.move_id, "frozen"):
+            raise MoveLost(f"move {self.move_id}: the source's mark is no longer its own")
+        movedata.wait_out_older_transactions(src)
+        froze = time.monotonic()
+        while sides.catch_up():  # each take's ids mark their chunks dirty
+            pass
+        caught_up = time.monotonic()
+        sides.final(chunks)
+        movedata.carry_counters(src, dst, self.tenant_id)
+        verified = time.monotonic()
+        beat.check()
+        if not movedata.shift(dst, self.tenant_id, self.move_id, None):
+            raise MoveLost(f"move {self.move_id}: the target's mark is no longer its own")
+        log.info(
+            "move of tenant %s: hold and freeze %d ms, last changes %d ms, verification of "
+            "%d chunks and counters %d ms",
+            self.tenant_id,
+            int((froze - marks) * 1000),
+            int((caught_up - froze) * 1000),
+            chunks.dirty_count(),
+            int((verified - caught_up) * 1000),
+        )
 
-
-def latest(directory: Engine, tenant_id: int) -> dict[str, Any] | None:
-    """The tenant's newest move, as GET /admin/tenants/{id}/move shows it, or None."""
-    with directory.connect() as conn:
-        row = conn.execute(
-            text(
-                f"SELECT {_MOVE_COLUMNS} FROM tenant_moves WHERE tenant_id = :t "
-                "ORDER BY id DESC LIMIT 1"
-            ),
-            {"t": tenant_id},
-        ).first()
-    return _as_json(row._mapping) if row is not None else None
-
-
-def _as_json(row: Any) -> dict[str, Any]:
-    def iso(value: dt.datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {
-        "tenant_id": row["tenant_id"],
-        "from": row["from_placement"],
-        "to": row["to_placement"],
-        "state": row["state"],
-        "rows_copied": row["rows_copied"],
-        "write_pause_ms": row["write_pause_ms"],
-        "error": row["error"],
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
-    }
+    def _settle_failure(
+        self, record: moverecord.Record, *, flipped: bool, reason: str
+    ) -> dict[str, Any]:
+        try:
+            if not flipped:
+                # A flip whose answer was lost may still have committed: ask the directory.
+                tenant = find_tenant(self.directory, self.tenant_id)
+                flipped = tenant is not None and tenant.placement == self.target
+            if flipped:  # moved; only the source's cleanup failed: it stays refused there
+                return record.finish("done", error=f"source cleanup: {reason}")
+            undo(self.app_engines, self.tenant_id, self.move_id, self.source, self.target)
+            return record.finish("failed", error=reason)
+        except Exception as exc:  # left running: its heartbeat stops, the recovery settles it
+            log.warning("move of tenant %s: left to the recovery: %s", self.tenant_id, exc)
+            return {"tenant_id": self.tenant_id, "state": "failed", "error": reason}
 
 
 def app_engines(urls: dict[str, str]) -> dict[str, Engine]:

@@ -31,6 +31,7 @@ class PlacedStack:
     secrets: Secrets
     # The gateway user's Redis URL (an operator's CLI publishes with it).
     redis_url: str
+    logs: Path
 
     def admin_client(self) -> httpx.Client:
         return httpx.Client(
@@ -62,9 +63,15 @@ def placement_url(server: PgServer, dbname: str) -> str:
 
 @contextmanager
 def placed_stack(
-    server: PgServer, secrets: Secrets, workdir: Path, *, label: str
+    server: PgServer,
+    secrets: Secrets,
+    workdir: Path,
+    *,
+    label: str,
+    gateway_settings: dict[str, str] | None = None,
 ) -> Iterator[PlacedStack]:
-    """A fresh shared database, a dedicated one migrated as a placement, Redis and services."""
+    """A fresh shared database, a dedicated one migrated as a placement, Redis and services
+    (the gateway with `gateway_settings` on top of the stack's)."""
     logs = workdir / "logs"
     shared = new_database(server, log_dir=logs)
     dedicated_name = f"{shared.name}_{DEDICATED}"
@@ -85,7 +92,9 @@ def placed_stack(
         log_dir=logs,
     )
     gw_env = gateway_env(database=shared, redis_url=redis.url, users_url=users.url, secrets=secrets)
-    gateway = start_service("gateway", env={**gw_env, **placed}, log_dir=logs)
+    gateway = start_service(
+        "gateway", env={**gw_env, **placed, **(gateway_settings or {})}, log_dir=logs
+    )
     try:
         yield PlacedStack(
             shared=shared,
@@ -95,6 +104,7 @@ def placed_stack(
             gateway=gateway,
             secrets=secrets,
             redis_url=redis.url,
+            logs=logs,
         )
     finally:
         gateway.stop()

@@ -270,3 +270,22 @@ def test_a_second_move_of_a_tenant_is_refused_while_the_first_runs(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert len(stored(stack, DEDICATED, tenant["id"])) == 3000
+
+
+def test_an_id_deleted_just_before_a_move_is_not_handed_out_again_after_it(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    tenant = make_tenant(admin)
+    with httpx.Client(
+        base_url=stack.gateway.url, headers=bearer(tenant["api_key"]), timeout=10
+    ) as client:
+        made = [client.post("/users", json={"name": f"u{n}"}).json()["id"] for n in range(3)]
+        assert made == [1, 2, 3]
+        assert client.delete("/users/3").status_code == 204
+        # The target's counter must come from the source's (3), not from the rows moved (2).
+        assert move(admin, tenant["id"], DEDICATED)["state"] == "done"
+        assert client.post("/users", json={"name": "after"}).json()["id"] == 4
+        # And back: shared's own counter (3, from before) is behind the source's (4).
+        assert client.delete("/users/4").status_code == 204
+        assert move(admin, tenant["id"], "shared")["state"] == "done"
+        assert client.post("/users", json={"name": "back"}).json()["id"] == 5
