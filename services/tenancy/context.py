@@ -133,27 +133,30 @@ async def read_as_tenant(
 ) -> R:
     """`read(session, ...)` in a transaction of its own as the signed tenant, then COMMIT.
 
-    For the hot routes that only read: the session is opened, read, committed and closed in
-    one worker-thread hop, and no generator dependency is solved (FastAPI's exit stack and
-    shielded exit were ~8 % of the service's CPU in issue 10's profile). The tenant's share
-    of the pool is held throughout, as `SessionDep` holds it; an error rolls back and closes
-    in the same hop, and the hop always runs to its end, so a cancelled request still gives
-    its connection back.
+    For the hot routes that only read, on the event loop: `read` gets the same tenant session
+    (both walls) through SQLAlchemy's asyncio layer over psycopg 3 (services/tenancy/
+    asyncread.py), so no worker thread is taken (the thread hop was the users service's
+    largest single cost in issue 10's profile) and no generator dependency is solved. The
+    tenant's share of the pool is held throughout, as `SessionDep` holds it; an error rolls
+    back and closes. The read runs shielded to its end, so a cancelled request still gives
+    its connection back clean, as the thread hop did.
     """
     runtime = tenancy(request)
     timeout = tenant_statement_timeout(context)
     placement = placement_of(context).name
 
-    def read_then_commit() -> R:
-        with runtime.session(
-            context.tenant_id, statement_timeout_ms=timeout, placement=placement
-        ) as session:
-            result = read(session, *args, **kwargs)
-            session.commit()
-            return result
+    def read_then_commit(session: Session) -> R:
+        result = read(session, *args, **kwargs)
+        session.commit()
+        return result
 
     async with runtime.shares.slot(context.tenant_id):
-        return await anyio.to_thread.run_sync(read_then_commit)
+        with anyio.CancelScope(shield=True):
+            async with runtime.read_session(
+                context.tenant_id, statement_timeout_ms=timeout, placement=placement
+            ) as session:
+                result = await session.run_sync(read_then_commit)
+    return result
 
 
 def _end(session: Session, *, commit: bool) -> None:

@@ -21,7 +21,9 @@ _NOT_SERVED_HERE = "55000"
 
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
-    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    orig = getattr(error, "orig", None)
+    # psycopg2 (writes) says pgcode, psycopg 3 (the async reads) sqlstate.
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
     if code == _NOT_SERVED_HERE:
         log.warning("refused a write: %s", str(error).splitlines()[0] if str(error) else error)
         return JSONResponse(

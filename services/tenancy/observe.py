@@ -52,9 +52,11 @@ class ServiceMetrics:
         app.add_middleware(ReportCost)
         app.add_middleware(MeasureRequests, stats=self.requests, tenant_of=_tenant_of)
 
-    def watch(self, engine: Engine) -> None:
-        """Charge every statement on `engine` to its tenant."""
+    def watch(self, engine: Engine, *, reads: Engine | None = None) -> None:
+        """Charge every statement on `engine` (and the reads' engine) to its tenant."""
         install_cost_hooks(engine, self.db)
+        if reads is not None:
+            install_cost_hooks(reads, self.db)
         if self.top is not None:
             self.registry.register(
                 TableCost(PREFIX, engine, self.top, refresh_seconds=self.table_cost_seconds)

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from services.tenancy.asyncread import create_read_engine, open_read_session
 from services.tenancy.dburl import to_psycopg2
 from services.tenancy.fairshare import TenantShares
 from services.tenancy.fencing import EpochFence, UnknownPlacement
@@ -56,6 +58,21 @@ def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
     return engine
 
 
+def create_tenant_read_engine(url: str | URL, *, application_name: str) -> AsyncEngine:
+    """The asyncio (psycopg 3) twin of `create_tenant_engine`, for the hot reads.
+
+    Its own pool of POOL_SIZE: a process may hold up to twice POOL_SIZE connections, the
+    writes' pool and the reads', each opened only as far as concurrency needs.
+    """
+    return create_read_engine(
+        to_psycopg2(url, application_name=application_name),
+        pool_size=POOL_SIZE,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+    )
+
+
 def database_ready(engine: Engine) -> bool:
     """True when PostgreSQL answers a trivial query with the service's own role."""
     try:
@@ -86,6 +103,8 @@ class Tenancy:
     # The engines of the TENANT_DATABASES placements (`shared` is `engine`), and the fence.
     placements: dict[str, Engine] = field(default_factory=dict)
     fence: EpochFence = field(default_factory=EpochFence)
+    # The async engines of the hot reads, per placement (`shared` included).
+    read_engines: dict[str, AsyncEngine] = field(default_factory=dict)
 
     def engine_for(self, placement: str) -> Engine:
         """The engine of `placement`; UnknownPlacement when this service has none."""
@@ -106,6 +125,20 @@ class Tenancy:
         """
         return open_tenant_session(
             self.engine_for(placement),
+            tenant_id=tenant_id,
+            separate=self.tenant_setting.form == "separate",
+            statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
+        )
+
+    def read_session(
+        self, tenant_id: int, *, statement_timeout_ms: int | None = None, placement: str = SHARED
+    ) -> AsyncSession:
+        """As `session`, on the event loop: an AsyncSession over the same tenant session."""
+        engine = self.read_engines.get(placement)
+        if engine is None:
+            raise UnknownPlacement(placement)
+        return open_read_session(
+            engine,
             tenant_id=tenant_id,
             separate=self.tenant_setting.form == "separate",
             statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
