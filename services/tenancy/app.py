@@ -29,8 +29,8 @@ from services.tenancy.replay import NonceStore
 from services.tenancy.runtime import (
     POOL_CAPACITY,
     Tenancy,
+    create_read_pool,
     create_tenant_engine,
-    create_tenant_read_engine,
 )
 from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.telemetry import fastapi_native_telemetry, logs_and_traces
@@ -83,19 +83,19 @@ def create_tenant_app(
         engine = create_tenant_engine(urls.pop(SHARED), application_name=name)
         # One engine per placement (SPEC §11), each audited like shared before serving.
         placements = {p: create_tenant_engine(u, application_name=name) for p, u in urls.items()}
-        # The hot reads' async engines, one per placement too (services/tenancy/asyncread.py).
+        # The hot reads' psycopg 3 pools, one per placement too (services/tenancy/asyncread.py).
         reads = {
-            p: create_tenant_read_engine(u, application_name=name)
+            p: create_read_pool(u, application_name=name)
             for p, u in settings.placement_urls().items()
         }
+        tracer = None
         if tracer_provider is not None:
             from services.tenancy.tracing import instrument_engine
 
             for each in (engine, *placements.values()):
                 instrument_engine(each, tracer_provider)
-            for read in reads.values():
-                instrument_engine(read.sync_engine, tracer_provider)
-        metrics.watch(engine, reads=reads[SHARED].sync_engine)
+            tracer = tracer_provider.get_tracer("services.tenancy.asyncread")
+        metrics.watch(engine)
         nonces = NonceStore(
             settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
         )
@@ -121,13 +121,15 @@ def create_tenant_app(
                     shares=shares,
                     statement_timeout_ms=settings.TENANT_STATEMENT_TIMEOUT_MS,
                     placements=placements,
-                    read_engines=reads,
+                    read_pools=reads,
+                    read_cost=metrics.charge_read,
+                    tracer=tracer,
                 )
             }
         finally:
             await nonces.aclose()
-            for read in reads.values():
-                await read.dispose()
+            for pool in reads.values():
+                await pool.close()
             engine.dispose()
             for each in placements.values():
                 each.dispose()

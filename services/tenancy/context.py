@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 import anyio
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from services.tenancy.asyncread import TenantReader
 from services.tenancy.fencing import StalePlacement, UnknownPlacement, placement_of
 from services.tenancy.replay import ReplayStoreDown
 from services.tenancy.runtime import Tenancy
@@ -127,35 +128,29 @@ R = TypeVar("R")
 async def read_as_tenant(
     request: Request,
     context: TenantContext,
-    read: Callable[Concatenate[Session, P], R],
+    read: Callable[Concatenate[TenantReader, P], Awaitable[R]],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> R:
-    """`read(session, ...)` in a transaction of its own as the signed tenant, then COMMIT.
+    """`await read(reader, ...)` as the signed tenant, on the event loop.
 
-    For the hot routes that only read, on the event loop: `read` gets the same tenant session
-    (both walls) through SQLAlchemy's asyncio layer over psycopg 3 (services/tenancy/
-    asyncread.py), so no worker thread is taken (the thread hop was the users service's
-    largest single cost in issue 10's profile) and no generator dependency is solved. The
-    tenant's share of the pool is held throughout, as `SessionDep` holds it; an error rolls
-    back and closes. The read runs shielded to its end, so a cancelled request still gives
-    its connection back clean, as the thread hop did.
+    For the hot routes that only read: `reader.fetch()` runs a `tenant_read()` (the tenant
+    predicate on every table) with the tenant set local to its transaction, in one round
+    trip on the placement's psycopg 3 pool (services/tenancy/asyncread.py): no worker-thread
+    hop (the users service's largest single cost in issue 10's profile), no generator
+    dependency. The tenant's share of the pool is held throughout, as `SessionDep` holds
+    it, and the read runs shielded to its end, so a cancelled request still gives its
+    connection back settled.
     """
     runtime = tenancy(request)
-    timeout = tenant_statement_timeout(context)
-    placement = placement_of(context).name
-
-    def read_then_commit(session: Session) -> R:
-        result = read(session, *args, **kwargs)
-        session.commit()
-        return result
-
+    reader = runtime.reader(
+        context.tenant_id,
+        statement_timeout_ms=tenant_statement_timeout(context),
+        placement=placement_of(context).name,
+    )
     async with runtime.shares.slot(context.tenant_id):
         with anyio.CancelScope(shield=True):
-            async with runtime.read_session(
-                context.tenant_id, statement_timeout_ms=timeout, placement=placement
-            ) as session:
-                result = await session.run_sync(read_then_commit)
+            result = await read(reader, *args, **kwargs)
     return result
 
 

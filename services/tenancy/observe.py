@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from services.tenancy.dbcost import DbStats, ReportCost, install_cost_hooks
+from services.tenancy.dbcost import DbStats, ReportCost, charge, install_cost_hooks
 from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.tablecost import TableCost
 from services.tenancy.tenantmetrics import MeasureRequests, RequestStats
@@ -52,11 +52,13 @@ class ServiceMetrics:
         app.add_middleware(ReportCost)
         app.add_middleware(MeasureRequests, stats=self.requests, tenant_of=_tenant_of)
 
-    def watch(self, engine: Engine, *, reads: Engine | None = None) -> None:
-        """Charge every statement on `engine` (and the reads' engine) to its tenant."""
+    def charge_read(self, tenant: int, seconds: float, rows: int) -> None:
+        """Charge one hot read (services/tenancy/asyncread.py) to its tenant."""
+        charge(self.db, tenant, seconds=seconds, rows=rows)
+
+    def watch(self, engine: Engine) -> None:
+        """Charge every statement on `engine` to its tenant."""
         install_cost_hooks(engine, self.db)
-        if reads is not None:
-            install_cost_hooks(reads, self.db)
         if self.top is not None:
             self.registry.register(
                 TableCost(PREFIX, engine, self.top, refresh_seconds=self.table_cost_seconds)

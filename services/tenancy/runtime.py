@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.tenancy.asyncread import create_read_engine, open_read_session
-from services.tenancy.dburl import to_psycopg2
+from services.tenancy.asyncread import CostHook, TenantReader
+from services.tenancy.dburl import plain, to_psycopg2
 from services.tenancy.fairshare import TenantShares
 from services.tenancy.fencing import EpochFence, UnknownPlacement
 from services.tenancy.placements import SHARED
+from services.tenancy.readpool import ReadPool
 from services.tenancy.replay import NonceStore
 from services.tenancy.session import (
     SeparateSettingTenantSession,
@@ -58,18 +59,18 @@ def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
     return engine
 
 
-def create_tenant_read_engine(url: str | URL, *, application_name: str) -> AsyncEngine:
-    """The asyncio (psycopg 3) twin of `create_tenant_engine`, for the hot reads.
+def create_read_pool(url: str | URL, *, application_name: str) -> ReadPool:
+    """The hot reads' psycopg 3 pool (services/tenancy/asyncread.py), set up as the engine.
 
-    Its own pool of POOL_SIZE: a process may hold up to twice POOL_SIZE connections, the
-    writes' pool and the reads', each opened only as far as concurrency needs.
+    A pool of its own, POOL_SIZE too: a process may hold up to twice POOL_SIZE connections,
+    the writes' and the reads', each opened only as far as concurrency needs.
     """
-    return create_read_engine(
-        to_psycopg2(url, application_name=application_name),
-        pool_size=POOL_SIZE,
-        pool_timeout=POOL_TIMEOUT_SECONDS,
+    return ReadPool(
+        plain(to_psycopg2(url, application_name=application_name)),
+        size=POOL_SIZE,
+        timeout=POOL_TIMEOUT_SECONDS,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     )
 
 
@@ -103,8 +104,10 @@ class Tenancy:
     # The engines of the TENANT_DATABASES placements (`shared` is `engine`), and the fence.
     placements: dict[str, Engine] = field(default_factory=dict)
     fence: EpochFence = field(default_factory=EpochFence)
-    # The async engines of the hot reads, per placement (`shared` included).
-    read_engines: dict[str, AsyncEngine] = field(default_factory=dict)
+    # The hot reads' pools, per placement (`shared` included), their cost hook and tracer.
+    read_pools: dict[str, ReadPool] = field(default_factory=dict)
+    read_cost: CostHook | None = None
+    tracer: Any = None
 
     def engine_for(self, placement: str) -> Engine:
         """The engine of `placement`; UnknownPlacement when this service has none."""
@@ -130,16 +133,18 @@ class Tenancy:
             statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
         )
 
-    def read_session(
+    def reader(
         self, tenant_id: int, *, statement_timeout_ms: int | None = None, placement: str = SHARED
-    ) -> AsyncSession:
-        """As `session`, on the event loop: an AsyncSession over the same tenant session."""
-        engine = self.read_engines.get(placement)
-        if engine is None:
+    ) -> TenantReader:
+        """As `session`, for the hot reads on the event loop (services/tenancy/asyncread.py)."""
+        pool = self.read_pools.get(placement)
+        if pool is None:
             raise UnknownPlacement(placement)
-        return open_read_session(
-            engine,
+        return TenantReader(
+            pool,
             tenant_id=tenant_id,
-            separate=self.tenant_setting.form == "separate",
             statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
+            separate=self.tenant_setting.form == "separate",
+            on_cost=self.read_cost,
+            tracer=self.tracer,
         )

@@ -74,8 +74,7 @@ def _prepend_tenant_setting(
         cursor.execute(setting)
         return statement, parameters
     # One round trip: psycopg2 sends both statements in one simple-protocol message and
-    # returns the last one's result (psycopg 3 on the async reads does the same through
-    # services.tenancy.asyncread.LastResultCursor).
+    # returns the last one's result.
     return f"{setting};\n{statement}", parameters
 
 
@@ -184,17 +183,10 @@ def open_tenant_session(
         session = SeparateSettingTenantSession(bind=engine, expire_on_commit=False)
     else:
         session = TenantSession(bind=engine, expire_on_commit=False)
-    bind_tenant(session, tenant_id=tenant_id, statement_timeout_ms=statement_timeout_ms)
-    return session
-
-
-def bind_tenant(
-    session: Session, *, tenant_id: int, statement_timeout_ms: int | None = None
-) -> None:
-    """Give a tenant session class's fresh session its tenant (and statement timeout)."""
     session.info[TENANT_KEY] = tenant_id
     if statement_timeout_ms is not None:
         if isinstance(statement_timeout_ms, bool) or int(statement_timeout_ms) < 1:
             raise ValueError("statement_timeout_ms must be a positive number of milliseconds")
         session.info[STATEMENT_TIMEOUT_KEY] = int(statement_timeout_ms)
     _session_tenant(session)
+    return session

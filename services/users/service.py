@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.tenancy.asyncread import TenantRead, TenantReader, tenant_read
 from services.tenancy.constraints import domain_error_for
 from services.users.models import User
 from services.users.schemas import UserCreate, UserUpdate
@@ -48,6 +51,39 @@ def get_user(session: Session, user_id: int) -> User:
     if user is None:
         raise UserNotFound(user_id)
     return user
+
+
+# The two hot reads in Core, for the event loop (services/tenancy/asyncread.py): the library
+# adds the tenant predicate, the same rows as the ORM functions above, as dicts.
+_USERS = User.__table__
+_COLUMNS = [_USERS.c[name] for name in ("id", "tenant_id", "name", "email")] + [
+    _USERS.c.created_at,
+    _USERS.c.updated_at,
+]
+_ONE: TenantRead = tenant_read(select(*_COLUMNS).where(_USERS.c.id == bindparam("user_id")))
+_PAGE: TenantRead = tenant_read(
+    select(*_COLUMNS)
+    .where(_USERS.c.id > bindparam("after"))
+    .order_by(_USERS.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+async def read_user(reader: TenantReader, user_id: int) -> dict[str, Any]:
+    """`get_user` on the event loop: the tenant's user `user_id`, or `UserNotFound`."""
+    rows = await reader.fetch(_ONE, user_id=user_id)
+    if not rows:
+        raise UserNotFound(user_id)
+    return rows[0]
+
+
+async def read_users(
+    reader: TenantReader, *, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """`list_users` on the event loop: up to `limit` users above `after`; more to follow?"""
+    # Ids start at 1, so "after 0" is "from the first".
+    rows = await reader.fetch(_PAGE, after=after or 0, limit=limit + 1)
+    return rows[:limit], len(rows) > limit
 
 
 def create_user(session: Session, *, data: UserCreate) -> User:

@@ -1,4 +1,4 @@
-"""The hot reads' async engine (psycopg 3, services/tenancy/asyncread.py) keeps both walls."""
+"""The hot reads on psycopg 3 (services/tenancy/asyncread.py): each wall, the pool, the timeout."""
 
 from __future__ import annotations
 
@@ -7,98 +7,157 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import psycopg2.extensions
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from kit.testing import Database
-from services.tenancy.asyncread import open_read_session
-from services.tenancy.runtime import create_tenant_read_engine
+from services.tenancy.asyncread import TenantRead, TenantReader, tenant_read
+from services.tenancy.dburl import plain, to_psycopg2
+from services.tenancy.readpool import ReadPool
 from services.users.models import User
 from services.users.tests.conftest import owner_rows
+
+USERS = User.__table__
+NAMES = tenant_read(select(USERS.c.name).order_by(USERS.c.name))
 
 
 @pytest.fixture
 def two_tenants(
     owner: psycopg2.extensions.connection, make_tenant: Callable[[], int]
 ) -> tuple[int, int]:
-    """Tenants A (two users) and B (three), written by the owner."""
+    """Tenants A (users a0, a1) and B (b0, b1, b2), written by the owner."""
     a, b = make_tenant(), make_tenant()
-    for tenant, count in ((a, 2), (b, 3)):
+    for tenant, prefix, count in ((a, "a", 2), (b, "b", 3)):
         for n in range(count):
             owner_rows(
-                owner, "INSERT INTO users (tenant_id, name) VALUES (%s, %s)", tenant, f"u{n}"
+                owner, "INSERT INTO users (tenant_id, name) VALUES (%s, %s)", tenant, f"{prefix}{n}"
             )
     return a, b
 
 
-def _count(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(User)) or 0)
+def _pool(url: str, size: int = 1) -> ReadPool:
+    return ReadPool(plain(to_psycopg2(url)), size=size, timeout=1.0)
 
 
-def _raw_count(session: Session) -> int:
-    # No ORM criterion here: only RLS decides what this sees.
-    return int(session.execute(text("SELECT count(*) FROM users")).scalar_one())
+async def _names(pool: ReadPool, tenant: int, read: TenantRead = NAMES) -> list[str]:
+    reader = TenantReader(pool, tenant_id=tenant, statement_timeout_ms=4000)
+    return [row["name"] for row in await reader.fetch(read)]
 
 
-def test_each_read_sees_its_own_tenant_and_the_connection_keeps_none(
+async def _left_on_connection(pool: ReadPool) -> tuple[Any, ...]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT current_setting('app.tenant_id', true), count(*) FROM users"
+        )
+        row = await cursor.fetchone()
+        await conn.rollback()
+    assert row is not None
+    return tuple(row)
+
+
+def test_reads_on_one_pooled_connection_see_their_own_tenant_and_leave_none(
     two_tenants: tuple[int, int], database: Database
 ) -> None:
     a, b = two_tenants
 
-    async def scenario() -> tuple[list[int], Any, Any, int]:
-        engine = create_tenant_read_engine(database.app_url, application_name="users-tests")
+    async def scenario() -> tuple[list[list[str]], tuple[Any, ...]]:
+        pool = _pool(database.app_url)  # one connection: every read reuses it
         try:
-            counts = []
-            for tenant in (a, b, a):
-                async with open_read_session(engine, tenant_id=tenant) as session:
-                    counts.append(await session.run_sync(_count))
-                    counts.append(await session.run_sync(_raw_count))
-                    first = (await (await session.connection()).get_raw_connection()).dbapi_connection
-                    await session.commit()
-            async with engine.connect() as conn:
-                # The very same PostgreSQL connection, now without any tenant.
-                again = (await conn.get_raw_connection()).dbapi_connection
-                seen = (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one()
-            return counts, first, again, seen
+            seen = [await _names(pool, tenant) for tenant in (a, b, a)]
+            return seen, await _left_on_connection(pool)
         finally:
-            await engine.dispose()
+            await pool.close()
 
-    counts, first, again, seen = asyncio.run(scenario())
-    assert counts == [2, 2, 3, 3, 2, 2]
-    assert again is first
-    assert seen == 0
+    seen, left = asyncio.run(scenario())
+    assert seen == [["a0", "a1"], ["b0", "b1", "b2"], ["a0", "a1"]]
+    # SET LOCAL ended with the read's transaction: the connection reads '' and no rows.
+    assert left == ("", 0)
 
 
-def test_the_tenants_statement_timeout_cancels_its_read_and_leaves_no_tenant(
+def test_the_core_predicate_alone_confines_a_read_when_rls_is_bypassed(
     two_tenants: tuple[int, int], database: Database
 ) -> None:
     a, _ = two_tenants
 
-    def slow(session: Session) -> Any:
-        return session.execute(text("SELECT pg_sleep(2)")).all()
-
-    async def scenario() -> tuple[str | None, float, int]:
-        engine = create_tenant_read_engine(database.app_url, application_name="users-tests")
+    async def scenario() -> list[str]:
+        pool = _pool(database.url)  # the owner, a superuser in tests: RLS does not apply
         try:
+            return await _names(pool, a)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ["a0", "a1"]
+
+
+def test_rls_alone_confines_a_read_without_the_core_predicate(
+    two_tenants: tuple[int, int], database: Database
+) -> None:
+    a, _ = two_tenants
+    bare = TenantRead(select(USERS.c.name).order_by(USERS.c.name))  # no tenant_read()
+
+    async def scenario() -> list[str]:
+        pool = _pool(database.app_url)
+        try:
+            return await _names(pool, a, bare)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ["a0", "a1"]
+
+
+def test_a_read_of_a_table_without_tenant_id_is_refused() -> None:
+    shared = Table("shared_things", MetaData(), Column("id", Integer))
+    with pytest.raises(ValueError, match="no tenant_id"):
+        tenant_read(select(USERS.c.name).join_from(USERS, shared, USERS.c.id == shared.c.id))
+
+
+def test_the_tenants_statement_timeout_cancels_a_read_and_the_connection_is_dropped(
+    two_tenants: tuple[int, int], database: Database
+) -> None:
+    a, _ = two_tenants
+    slow = tenant_read(select(USERS.c.name, func.pg_sleep(1)))  # 1 s per row of the tenant
+
+    async def scenario() -> tuple[str | None, float, list[str], tuple[Any, ...]]:
+        pool = _pool(database.app_url)
+        try:
+            reader = TenantReader(pool, tenant_id=a, statement_timeout_ms=200)
             code, started = None, time.monotonic()
             try:
-                async with open_read_session(
-                    engine, tenant_id=a, statement_timeout_ms=200
-                ) as session:
-                    await session.run_sync(slow)
-            except OperationalError as exc:
-                code = getattr(exc.orig, "sqlstate", None)
+                await reader.fetch(slow)
+            except psycopg.errors.QueryCanceled as exc:
+                code = exc.sqlstate
             took = time.monotonic() - started
-            async with engine.connect() as conn:
-                seen = (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one()
-            return code, took, seen
+            # The pool's one connection was in a failed transaction: dropped, replaced.
+            return code, took, await _names(pool, a), await _left_on_connection(pool)
         finally:
-            await engine.dispose()
+            await pool.close()
 
-    code, took, seen = asyncio.run(scenario())
-    assert code == "57014"  # query_canceled: the tenant's 200 ms, not the role's 4 s
+    code, took, after, left = asyncio.run(scenario())
+    assert code == "57014"  # query_canceled at the tenant's 200 ms, not the role's 4 s
     assert took < 1.5
-    assert seen == 0
+    assert after == ["a0", "a1"]
+    assert left == ("", 0)
+
+
+def test_a_full_pool_refuses_after_its_wait_and_serves_again_when_freed(
+    database: Database,
+) -> None:
+    async def scenario() -> tuple[float, bool]:
+        pool = _pool(database.app_url)
+        try:
+            async with pool.connection():
+                started = time.monotonic()
+                with pytest.raises(psycopg.OperationalError, match="no connection free"):
+                    async with pool.connection():
+                        pass
+                waited = time.monotonic() - started
+            async with pool.connection() as conn:
+                return waited, not conn.closed
+        finally:
+            await pool.close()
+
+    waited, served = asyncio.run(scenario())
+    assert 0.9 < waited < 2.0
+    assert served
