@@ -1,4 +1,4 @@
-"""The users rules, free of HTTP. No query here filters by tenant: the session's walls do."""
+"""The users rules, free of HTTP. No query here filters by tenant: the shared library's walls do."""
 
 from __future__ import annotations
 
@@ -36,15 +36,6 @@ CONSTRAINT_ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def list_users(session: Session, *, after: int | None, limit: int) -> tuple[list[User], bool]:
-    """Up to `limit` users with ids above `after`, by id; and whether more follow."""
-    query = select(User).order_by(User.id).limit(limit + 1)
-    if after is not None:
-        query = query.where(User.id > after)
-    users = list(session.scalars(query))
-    return users[:limit], len(users) > limit
-
-
 def get_user(session: Session, user_id: int) -> User:
     """The current tenant's user `user_id`, or `UserNotFound`."""
     user = session.scalars(select(User).where(User.id == user_id)).one_or_none()
@@ -54,12 +45,11 @@ def get_user(session: Session, user_id: int) -> User:
 
 
 # The two hot reads in Core, for the event loop (services/tenancy/asyncread.py): the library
-# adds the tenant predicate, the same rows as the ORM functions above, as dicts.
+# adds the tenant predicate; rows come back as dicts. Writes (and the lookup before one,
+# get_user) keep the ORM session above.
 _USERS = User.__table__
-_COLUMNS = [_USERS.c[name] for name in ("id", "tenant_id", "name", "email")] + [
-    _USERS.c.created_at,
-    _USERS.c.updated_at,
-]
+# What UserOut shows (not email_normalized).
+_COLUMNS = [_USERS.c[n] for n in ("id", "tenant_id", "name", "email", "created_at", "updated_at")]
 _ONE: TenantRead = tenant_read(select(*_COLUMNS).where(_USERS.c.id == bindparam("user_id")))
 _PAGE: TenantRead = tenant_read(
     select(*_COLUMNS)
@@ -80,7 +70,7 @@ async def read_user(reader: TenantReader, user_id: int) -> dict[str, Any]:
 async def read_users(
     reader: TenantReader, *, after: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    """`list_users` on the event loop: up to `limit` users above `after`; more to follow?"""
+    """Up to `limit` of the tenant's users with ids above `after`, by id; more to follow?"""
     # Ids start at 1, so "after 0" is "from the first".
     rows = await reader.fetch(_PAGE, after=after or 0, limit=limit + 1)
     return rows[:limit], len(rows) > limit
