@@ -106,7 +106,10 @@ class TenantReader:
                         # Never prepared: their text differs per tenant.
                         await conn.execute(setting, prepare=False)
                 cursor = conn.cursor(row_factory=dict_row)
-                await cursor.execute(sql, values, prepare=True)
+                # Not prepared (the pool's connections have prepare_threshold=None): behind
+                # PgBouncer in transaction mode (compose's scale profile) the next
+                # transaction may reach a server connection that never saw the statement.
+                await cursor.execute(sql, values)
                 await conn.commit()
             rows = await cursor.fetchall()
         if self.on_cost is not None:

@@ -71,6 +71,9 @@ def create_read_pool(url: str | URL, *, application_name: str) -> ReadPool:
         timeout=POOL_TIMEOUT_SECONDS,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        # No server-side prepared statements: PgBouncer in transaction mode
+        # (max_prepared_statements = 0 in deploy/pgbouncer) cannot follow them.
+        prepare_threshold=None,
     )
 
 

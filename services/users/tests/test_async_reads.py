@@ -16,6 +16,7 @@ from kit.testing import Database
 from services.tenancy.asyncread import TenantRead, TenantReader, tenant_read
 from services.tenancy.dburl import plain, to_psycopg2
 from services.tenancy.readpool import ReadPool
+from services.tenancy.runtime import create_read_pool
 from services.users.models import User
 from services.users.tests.conftest import owner_rows
 
@@ -161,3 +162,28 @@ def test_a_full_pool_refuses_after_its_wait_and_serves_again_when_freed(
     waited, served = asyncio.run(scenario())
     assert 0.9 < waited < 2.0
     assert served
+
+
+def test_the_services_read_pool_leaves_no_prepared_statement_on_the_server(
+    two_tenants: tuple[int, int], database: Database
+) -> None:
+    # PgBouncer in transaction mode (compose's scale profile) hands the next transaction to
+    # any server connection: a statement prepared on one would be missing on the next.
+    a, _ = two_tenants
+
+    async def scenario() -> int:
+        pool = create_read_pool(database.app_url, application_name="users-tests")
+        pool.size = 1
+        try:
+            for _ in range(8):  # past psycopg's default threshold of 5 uses
+                assert await _names(pool, a) == ["a0", "a1"]
+            async with pool.connection() as conn:
+                cursor = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+                row = await cursor.fetchone()
+                await conn.rollback()
+            assert row is not None
+            return int(row[0])
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == 0
