@@ -10,6 +10,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.tenancy.logs import RequestLine
 from services.tenancy.tracecontext import TraceContext, continue_or_start
 
 log = logging.getLogger("access")
@@ -61,21 +62,28 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_seen)
         finally:
-            # Set by the gateway's RequestIdMiddleware, or by a service once the signed
-            # context holds: an unsigned X-Request-ID is never trusted into the log.
-            request_id = state.get("request_id")
-            log.info(
-                "%s %s %s",
-                scope["method"],
-                route_template(scope) or "-",
-                status,
-                extra={
-                    "request_id": request_id,
-                    "tenant_id": state.get("tenant_id"),
-                    "method": scope["method"],
-                    "route": route_template(scope),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "trace_id": trace.trace_id,
-                },
-            )
+            # request_id: set by the gateway's RequestIdMiddleware, or by a service once the
+            # signed context holds: an unsigned X-Request-ID is never trusted into the log.
+            if log.isEnabledFor(logging.INFO):
+                route = route_template(scope)
+                # The record is made here rather than by log.info(): no caller lookup (a walk
+                # up the stack), and its type lets the JSON formatter take its short path.
+                line = RequestLine(
+                    log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "%s %s %s",
+                    (scope["method"], route or "-", status),
+                    None,
+                )
+                line.__dict__.update(
+                    request_id=state.get("request_id"),
+                    tenant_id=state.get("tenant_id"),
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    trace_id=trace.trace_id,
+                )
+                log.handle(line)

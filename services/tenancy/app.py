@@ -26,7 +26,12 @@ from services.tenancy.logs import configure_logging
 from services.tenancy.observe import ServiceMetrics
 from services.tenancy.placements import SHARED
 from services.tenancy.replay import NonceStore
-from services.tenancy.runtime import POOL_CAPACITY, Tenancy, create_tenant_engine
+from services.tenancy.runtime import (
+    POOL_CAPACITY,
+    Tenancy,
+    create_read_pool,
+    create_tenant_engine,
+)
 from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.telemetry import fastapi_native_telemetry, logs_and_traces
 from services.tenancy.tenant_setting import choose_tenant_setting
@@ -78,11 +83,18 @@ def create_tenant_app(
         engine = create_tenant_engine(urls.pop(SHARED), application_name=name)
         # One engine per placement (SPEC §11), each audited like shared before serving.
         placements = {p: create_tenant_engine(u, application_name=name) for p, u in urls.items()}
+        # The hot reads' psycopg 3 pools, one per placement too (services/tenancy/asyncread.py).
+        reads = {
+            p: create_read_pool(u, application_name=name)
+            for p, u in settings.placement_urls().items()
+        }
+        tracer = None
         if tracer_provider is not None:
             from services.tenancy.tracing import instrument_engine
 
             for each in (engine, *placements.values()):
                 instrument_engine(each, tracer_provider)
+            tracer = tracer_provider.get_tracer("services.tenancy.asyncread")
         metrics.watch(engine)
         nonces = NonceStore(
             settings.REDIS_URL, fail_closed=settings.REPLAY_STORE_FAIL_CLOSED, log=log
@@ -109,10 +121,15 @@ def create_tenant_app(
                     shares=shares,
                     statement_timeout_ms=settings.TENANT_STATEMENT_TIMEOUT_MS,
                     placements=placements,
+                    read_pools=reads,
+                    read_cost=metrics.charge_read,
+                    tracer=tracer,
                 )
             }
         finally:
             await nonces.aclose()
+            for pool in reads.values():
+                await pool.close()
             engine.dispose()
             for each in placements.values():
                 each.dispose()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 import anyio
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from services.tenancy.asyncread import TenantReader
 from services.tenancy.fencing import StalePlacement, UnknownPlacement, placement_of
 from services.tenancy.replay import ReplayStoreDown
 from services.tenancy.runtime import Tenancy
@@ -127,33 +128,30 @@ R = TypeVar("R")
 async def read_as_tenant(
     request: Request,
     context: TenantContext,
-    read: Callable[Concatenate[Session, P], R],
+    read: Callable[Concatenate[TenantReader, P], Awaitable[R]],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> R:
-    """`read(session, ...)` in a transaction of its own as the signed tenant, then COMMIT.
+    """`await read(reader, ...)` as the signed tenant, on the event loop.
 
-    For the hot routes that only read: the session is opened, read, committed and closed in
-    one worker-thread hop, and no generator dependency is solved (FastAPI's exit stack and
-    shielded exit were ~8 % of the service's CPU in issue 10's profile). The tenant's share
-    of the pool is held throughout, as `SessionDep` holds it; an error rolls back and closes
-    in the same hop, and the hop always runs to its end, so a cancelled request still gives
-    its connection back.
+    For the hot routes that only read: `reader.fetch()` runs a `tenant_read()` (the tenant
+    predicate on every table) with the tenant set local to its transaction, in one round
+    trip on the placement's psycopg 3 pool (services/tenancy/asyncread.py): no worker-thread
+    hop (the users service's largest single cost in issue 10's profile), no generator
+    dependency. The tenant's share of the pool is held throughout, as `SessionDep` holds
+    it, and the read runs shielded to its end, so a cancelled request still gives its
+    connection back settled.
     """
     runtime = tenancy(request)
-    timeout = tenant_statement_timeout(context)
-    placement = placement_of(context).name
-
-    def read_then_commit() -> R:
-        with runtime.session(
-            context.tenant_id, statement_timeout_ms=timeout, placement=placement
-        ) as session:
-            result = read(session, *args, **kwargs)
-            session.commit()
-            return result
-
+    reader = runtime.reader(
+        context.tenant_id,
+        statement_timeout_ms=tenant_statement_timeout(context),
+        placement=placement_of(context).name,
+    )
     async with runtime.shares.slot(context.tenant_id):
-        return await anyio.to_thread.run_sync(read_then_commit)
+        with anyio.CancelScope(shield=True):
+            result = await read(reader, *args, **kwargs)
+    return result
 
 
 def _end(session: Session, *, commit: bool) -> None:

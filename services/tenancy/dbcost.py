@@ -92,17 +92,22 @@ def install_cost_hooks(engine: Engine, stats: DbStats) -> None:
 
     def finished(conn: Connection, cursor: Any, *_args: Any) -> None:
         seconds = time.perf_counter() - conn.info.pop(_STARTED, time.perf_counter())
-        rows = max(cursor.rowcount, 0)
-        stats.add(conn.info.get(_TENANT_ON_CONNECTION), seconds=seconds, rows=rows)
-        cost = _current.get()
-        if cost is not None:
-            cost.seconds += seconds
-            cost.rows += rows
+        tenant = conn.info.get(_TENANT_ON_CONNECTION)
+        charge(stats, tenant, seconds=seconds, rows=max(cursor.rowcount, 0))
 
     event.listen(engine, "before_cursor_execute", started)
     event.listen(engine, "after_cursor_execute", finished)
     event.listen(engine, "commit", _forget_tenant)
     event.listen(engine, "rollback", _forget_tenant)
+
+
+def charge(stats: DbStats, tenant: int | None, *, seconds: float, rows: int) -> None:
+    """Count database time and rows for `tenant` and for the request under way."""
+    stats.add(tenant, seconds=seconds, rows=rows)
+    cost = _current.get()
+    if cost is not None:
+        cost.seconds += seconds
+        cost.rows += rows
 
 
 class ReportCost:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
@@ -21,7 +22,9 @@ _NOT_SERVED_HERE = "55000"
 
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
-    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    orig = getattr(error, "orig", None)
+    # psycopg2 (writes) says pgcode, psycopg 3 (the async reads) sqlstate.
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
     if code == _NOT_SERVED_HERE:
         log.warning("refused a write: %s", str(error).splitlines()[0] if str(error) else error)
         return JSONResponse(
@@ -42,5 +45,12 @@ def install_database_error_handlers(app: FastAPI) -> None:
     """Map lost connections, refused connects, timeouts and an exhausted pool to 503."""
     # OperationalError covers refused/broken connections and statement_timeout
     # (QueryCanceled); InterfaceError a connection closed under us; TimeoutError the pool.
-    for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+    # psycopg 3's OperationalError includes the reads' PoolExhausted (services/tenancy/readpool.py).
+    for error in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    ):
         app.add_exception_handler(error, _database_unavailable)

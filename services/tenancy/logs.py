@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import sys
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -25,11 +27,38 @@ class _TextWithRequest(logging.Formatter):
         return f"{line} {' '.join(extras)}" if extras else line
 
 
+class RequestLine(logging.LogRecord):
+    """The one line per request (services.tenancy.accesslog): its fields are known in advance."""
+
+
+class _Json(JsonFormatter):
+    """python-json-logger's lines; the request line, the same JSON built directly.
+
+    The generic path walks every attribute of the record and encodes through a custom
+    encoder: most of the request line's cost in issue 10's profile (~5 % of each hop).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if type(record) is not RequestLine or record.exc_info or record.stack_info:
+            return super().format(record)
+        fields = record.__dict__
+        data: dict[str, Any] = {
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **self.static_fields,
+        }
+        for key in REQUEST_FIELDS:
+            data[key] = fields.get(key)
+        data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
 def _formatter_config(service: str, log_format: LogFormat) -> dict[str, Any]:
     if log_format == "text":
         return {"()": _TextWithRequest, "fmt": _TEXT}
     return {
-        "()": JsonFormatter,
+        "()": _Json,
         "fmt": "%(levelname)s %(name)s %(message)s",
         "rename_fields": {"levelname": "level", "name": "logger"},
         "static_fields": {"service": service},

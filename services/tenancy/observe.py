@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from services.tenancy.dbcost import DbStats, ReportCost, install_cost_hooks
+from services.tenancy.dbcost import DbStats, ReportCost, charge, install_cost_hooks
 from services.tenancy.settings import TenantServiceSettings
 from services.tenancy.tablecost import TableCost
 from services.tenancy.tenantmetrics import MeasureRequests, RequestStats
@@ -51,6 +51,10 @@ class ServiceMetrics:
         app.add_route("/metrics", metrics, methods=["GET"])
         app.add_middleware(ReportCost)
         app.add_middleware(MeasureRequests, stats=self.requests, tenant_of=_tenant_of)
+
+    def charge_read(self, tenant: int, seconds: float, rows: int) -> None:
+        """Charge one hot read (services/tenancy/asyncread.py) to its tenant."""
+        charge(self.db, tenant, seconds=seconds, rows=rows)
 
     def watch(self, engine: Engine) -> None:
         """Charge every statement on `engine` to its tenant."""

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
-from services.tenancy.dburl import to_psycopg2
+from services.tenancy.asyncread import CostHook, TenantReader
+from services.tenancy.dburl import plain, to_psycopg2
 from services.tenancy.fairshare import TenantShares
 from services.tenancy.fencing import EpochFence, UnknownPlacement
 from services.tenancy.placements import SHARED
+from services.tenancy.readpool import ReadPool
 from services.tenancy.replay import NonceStore
 from services.tenancy.session import (
     SeparateSettingTenantSession,
@@ -56,6 +59,24 @@ def create_tenant_engine(url: str | URL, *, application_name: str) -> Engine:
     return engine
 
 
+def create_read_pool(url: str | URL, *, application_name: str) -> ReadPool:
+    """The hot reads' psycopg 3 pool (services/tenancy/asyncread.py), set up as the engine.
+
+    A pool of its own, POOL_SIZE too: a process may hold up to twice POOL_SIZE connections,
+    the writes' and the reads', each opened only as far as concurrency needs.
+    """
+    return ReadPool(
+        plain(to_psycopg2(url, application_name=application_name)),
+        size=POOL_SIZE,
+        timeout=POOL_TIMEOUT_SECONDS,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        # No server-side prepared statements: PgBouncer in transaction mode
+        # (max_prepared_statements = 0 in deploy/pgbouncer) cannot follow them.
+        prepare_threshold=None,
+    )
+
+
 def database_ready(engine: Engine) -> bool:
     """True when PostgreSQL answers a trivial query with the service's own role."""
     try:
@@ -86,6 +107,10 @@ class Tenancy:
     # The engines of the TENANT_DATABASES placements (`shared` is `engine`), and the fence.
     placements: dict[str, Engine] = field(default_factory=dict)
     fence: EpochFence = field(default_factory=EpochFence)
+    # The hot reads' pools, per placement (`shared` included), their cost hook and tracer.
+    read_pools: dict[str, ReadPool] = field(default_factory=dict)
+    read_cost: CostHook | None = None
+    tracer: Any = None
 
     def engine_for(self, placement: str) -> Engine:
         """The engine of `placement`; UnknownPlacement when this service has none."""
@@ -109,4 +134,20 @@ class Tenancy:
             tenant_id=tenant_id,
             separate=self.tenant_setting.form == "separate",
             statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
+        )
+
+    def reader(
+        self, tenant_id: int, *, statement_timeout_ms: int | None = None, placement: str = SHARED
+    ) -> TenantReader:
+        """As `session`, for the hot reads on the event loop (services/tenancy/asyncread.py)."""
+        pool = self.read_pools.get(placement)
+        if pool is None:
+            raise UnknownPlacement(placement)
+        return TenantReader(
+            pool,
+            tenant_id=tenant_id,
+            statement_timeout_ms=statement_timeout_ms or self.statement_timeout_ms,
+            separate=self.tenant_setting.form == "separate",
+            on_cost=self.read_cost,
+            tracer=self.tracer,
         )

@@ -65,14 +65,14 @@ async def list_users(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Only ids above this")] = None,
 ) -> Any:
-    # The hot reads are `async def`, open their session, read and COMMIT in one worker-thread
-    # hop (no session dependency to solve), and return the loaded rows: `response_model`
-    # validates and serialises them once, on the event loop.
+    # The hot reads are `async def` and read on the event loop (read_as_tenant: one round
+    # trip, no worker thread, no session dependency); `response_model` validates and
+    # serialises the rows once.
     users, more = await read_as_tenant(
-        request, context, service.list_users, after=after, limit=limit
+        request, context, service.read_users, after=after, limit=limit
     )
     if more:
-        response.headers["Link"] = _next_link(request, after=users[-1].id, limit=limit)
+        response.headers["Link"] = _next_link(request, after=users[-1]["id"], limit=limit)
     return users
 
 
@@ -97,7 +97,7 @@ def create_user(data: UserCreateDep, session: SessionDep) -> UserOut:
 async def get_user(
     request: Request, context: TenantDep, user_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> Any:
-    return await read_as_tenant(request, context, service.get_user, user_id)
+    return await read_as_tenant(request, context, service.read_user, user_id)
 
 
 @router.patch(

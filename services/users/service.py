@@ -1,11 +1,14 @@
-"""The users rules, free of HTTP. No query here filters by tenant: the session's walls do."""
+"""The users rules, free of HTTP. No query here filters by tenant: the shared library's walls do."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.tenancy.asyncread import TenantRead, TenantReader, tenant_read
 from services.tenancy.constraints import domain_error_for
 from services.users.models import User
 from services.users.schemas import UserCreate, UserUpdate
@@ -33,21 +36,44 @@ CONSTRAINT_ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def list_users(session: Session, *, after: int | None, limit: int) -> tuple[list[User], bool]:
-    """Up to `limit` users with ids above `after`, by id; and whether more follow."""
-    query = select(User).order_by(User.id).limit(limit + 1)
-    if after is not None:
-        query = query.where(User.id > after)
-    users = list(session.scalars(query))
-    return users[:limit], len(users) > limit
-
-
 def get_user(session: Session, user_id: int) -> User:
     """The current tenant's user `user_id`, or `UserNotFound`."""
     user = session.scalars(select(User).where(User.id == user_id)).one_or_none()
     if user is None:
         raise UserNotFound(user_id)
     return user
+
+
+# The two hot reads in Core, for the event loop (services/tenancy/asyncread.py): the library
+# adds the tenant predicate; rows come back as dicts. Writes (and the lookup before one,
+# get_user) keep the ORM session above.
+_USERS = User.__table__
+# What UserOut shows (not email_normalized).
+_COLUMNS = [_USERS.c[n] for n in ("id", "tenant_id", "name", "email", "created_at", "updated_at")]
+_ONE: TenantRead = tenant_read(select(*_COLUMNS).where(_USERS.c.id == bindparam("user_id")))
+_PAGE: TenantRead = tenant_read(
+    select(*_COLUMNS)
+    .where(_USERS.c.id > bindparam("after"))
+    .order_by(_USERS.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+async def read_user(reader: TenantReader, user_id: int) -> dict[str, Any]:
+    """`get_user` on the event loop: the tenant's user `user_id`, or `UserNotFound`."""
+    rows = await reader.fetch(_ONE, user_id=user_id)
+    if not rows:
+        raise UserNotFound(user_id)
+    return rows[0]
+
+
+async def read_users(
+    reader: TenantReader, *, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` of the tenant's users with ids above `after`, by id; more to follow?"""
+    # Ids start at 1, so "after 0" is "from the first".
+    rows = await reader.fetch(_PAGE, after=after or 0, limit=limit + 1)
+    return rows[:limit], len(rows) > limit
 
 
 def create_user(session: Session, *, data: UserCreate) -> User:
