@@ -23,9 +23,12 @@ def test_the_wait_outlasts_an_open_transaction_that_has_no_xid_yet(database: Dat
             cur.execute("SELECT pg_current_xact_id_if_assigned()")
             assert cur.fetchone() == (None,)
         done = threading.Event()
-        waiter = threading.Thread(
-            target=lambda: (movedata.wait_out_older_transactions(engine), done.set())
-        )
+
+        def wait() -> None:
+            movedata.wait_out_older_transactions(engine)
+            done.set()
+
+        waiter = threading.Thread(target=wait)
         waiter.start()
         assert not done.wait(1.0), "returned while an older transaction was still open"
         writer.commit()
