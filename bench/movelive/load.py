@@ -6,6 +6,10 @@ bursts, after a held request): a read of one of the tenant's seed users, or a wr
 its own users (create, rename, delete). Owning its ids keeps every acknowledged write
 unambiguous: no two requests touch one user at the same time, so the ledger (id -> name
 as last acknowledged) is exactly what the database must hold when the load stops.
+
+The tenants named as probed get one more lane that only writes, PROBE_RATE a second: the
+Zipf share alone leaves a second between one tenant's writes now and then, too coarse to
+see a pause of a few hundred milliseconds from the client side.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import aiohttp
 
 READ_SHARE = 0.7  # the rest are writes: half creates, a third renames, a sixth deletes
 LANES_OF_HEAVIEST = 4
+PROBE_RATE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +74,15 @@ def zipf(count: int) -> list[float]:
 class Load:
     """The load's lanes, in an event loop on a thread of its own, between enter and exit."""
 
-    def __init__(self, gateway_url: str, tenants: list[LoadTenant], *, rate: float) -> None:
-        self._url, self._tenants, self._rate = gateway_url, tenants, rate
+    def __init__(
+        self,
+        gateway_url: str,
+        tenants: list[LoadTenant],
+        *,
+        rate: float,
+        probed: frozenset[int] = frozenset(),
+    ) -> None:
+        self._url, self._tenants, self._rate, self._probed = gateway_url, tenants, rate, probed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self.requests: list[Request] = []
@@ -91,12 +103,20 @@ class Load:
                     pace = self._rate * tenant.weight / count
                     for n in range(count):
                         lanes.append(self._lane(session, tenant, n, pace))
+                    if tenant.id in self._probed:
+                        lanes.append(self._lane(session, tenant, count, PROBE_RATE, probe=True))
                 await asyncio.gather(*lanes)
         except BaseException as exc:  # reported by __exit__: a dead load measures nothing
             self.error = exc
 
     async def _lane(
-        self, session: aiohttp.ClientSession, tenant: LoadTenant, lane: int, pace: float
+        self,
+        session: aiohttp.ClientSession,
+        tenant: LoadTenant,
+        lane: int,
+        pace: float,
+        *,
+        probe: bool = False,
     ) -> None:
         pick = random.Random(f"{tenant.id}-{lane}")  # noqa: S311 - load shape, not secrets
         headers = {"Authorization": f"Bearer {tenant.api_key}"}
@@ -108,6 +128,8 @@ class Load:
             due = max(due + 1 / pace, time.monotonic())  # no burst after a held request
             n += 1
             roll = pick.random()
+            if probe:  # writes only, in the same proportions
+                roll = READ_SHARE + roll * (1 - READ_SHARE)
             if roll < READ_SHARE:
                 user = pick.choice(tenant.read_ids)
                 await self._send(session, tenant, "read", "GET", f"/users/{user}", headers)

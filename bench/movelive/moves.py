@@ -75,18 +75,20 @@ def _longest_gap(done: list[float], start: float, end: float) -> float:
 
 def _client_pause(
     load: Load, tenant_id: int, run: MoveRun, before: tuple[float, float]
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """The tenant's longest gap between successful writes around the move and before it,
-    and its longest write sent during the move, in ms."""
+    and its longest write and longest request of any kind sent during the move, in ms."""
     writes = [r for r in load.requests if r.tenant == tenant_id and r.kind != "read"]
     done = sorted(r.ended for r in writes if r.ok)
     # Before: within the quiet window only (not reaching into the move).
     quiet = [t for t in done if before[0] <= t < before[1]]
     during = [r.seconds for r in writes if run.posted <= r.started < run.ended]
+    any_kind = [r.seconds for r in load.of({tenant_id}, run.posted, run.ended)]
     return (
         _longest_gap(done, run.posted, run.ended),
         _longest_gap(quiet, before[0], before[1]),
         max(during, default=0.0) * 1000,
+        max(any_kind, default=0.0) * 1000,
     )
 
 
@@ -96,7 +98,7 @@ def figures(
     """The move's own figures: its outcome, the write pause two ways, the others' p95."""
     record = run.record
     pause = record.get("write_pause_ms")
-    gap_ms, usual_ms, longest_ms = _client_pause(load, tenant_id, run, before)
+    gap_ms, usual_ms, longest_ms, slowest_ms = _client_pause(load, tenant_id, run, before)
     quiet = load.of(others, *before)
     copying = load.of(others, run.posted, run.copied)
     ratio = p95_ms(copying) / p95_ms(quiet) if quiet and copying else 0.0
@@ -118,7 +120,8 @@ def figures(
         Figure(
             f"{run.label} client write gap",
             f"longest gap between the tenant's successful writes {gap_ms:.0f} ms (before the "
-            f"moves: {usual_ms:.0f} ms); longest single write {longest_ms:.0f} ms",
+            f"moves: {usual_ms:.0f} ms); longest single write {longest_ms:.0f} ms, longest "
+            f"request of any kind {slowest_ms:.0f} ms",
             f"gap <= {MAX_PAUSE_MS} ms",
             gap_ms <= MAX_PAUSE_MS,
         ),
@@ -131,3 +134,14 @@ def figures(
             0 < ratio <= MAX_P95_RATIO,
         ),
     ]
+
+
+def when(request: Request, runs: list[MoveRun]) -> str:
+    """A failed request's detail, with when it was sent against the nearest move's end."""
+    if not runs:
+        return request.detail
+    nearest = min(runs, key=lambda run: abs(request.started - run.ended))
+    return (
+        f"{request.detail.strip()} (sent {request.started - nearest.ended:+.2f} s from the end "
+        f"of {nearest.label}, answered in {request.seconds * 1000:.0f} ms)"
+    )

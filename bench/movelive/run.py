@@ -17,7 +17,7 @@ import httpx
 from bench.lifecycle import build
 from bench.lifecycle.figures import Figure
 from bench.movelive import checks, moves
-from bench.movelive.load import Load, LoadTenant, zipf
+from bench.movelive.load import PROBE_RATE, Load, LoadTenant, zipf
 from bench.movelive.stack import DEDICATED, Target
 
 # Figures whose miss fails the run (exit 1): a failed request, a failed move, a row lost,
@@ -169,11 +169,12 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
         others = {t.id for t in tenants[1:]}
 
         say(
-            f"== Load: {plan.rate:.0f} req/s over {plan.tenants} tenants (Zipf), "
-            f"{plan.window_seconds:.0f} s before the first move"
+            f"== Load: {plan.rate:.0f} req/s over {plan.tenants} tenants (Zipf) and "
+            f"{PROBE_RATE:.0f} writes/s more for tenant-01, {plan.window_seconds:.0f} s before "
+            "the first move"
         )
         timeout = 600 + plan.rows / 500  # a copy runs at thousands of rows a second
-        with Load(target.gateway_url, tenants, rate=plan.rate) as load:
+        with Load(target.gateway_url, tenants, rate=plan.rate, probed=frozenset({big_id})) as load:
             started = time.monotonic()
             time.sleep(plan.window_seconds)
             quiet = (started + min(2.0, plan.window_seconds / 4), time.monotonic())
@@ -202,7 +203,11 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
                     Figure(
                         f"failed requests ({label})",
                         f"{len(failed)} of {len(sent):,} over {stopped - started:.0f} s"
-                        + (f": {'; '.join(r.detail for r in failed[:3])}" if failed else ""),
+                        + (
+                            f": {'; '.join(moves.when(r, [out, back]) for r in failed[:3])}"
+                            if failed
+                            else ""
+                        ),
                         "0",
                         not failed,
                     )
