@@ -56,8 +56,10 @@ def compare_placements(
             concurrency=scale.http_concurrency,
         )
 
+    # Three rounds at most: `make bench` stays under 5 minutes at full scale.
     samples = interleaved(
-        {"dedicated": reads(dedicated), "shared": reads(shared)}, rounds=scale.http_rounds
+        {"dedicated": reads(dedicated), "shared": reads(shared)},
+        rounds=min(3, scale.http_rounds),
     )
     return Comparison(
         "reads of a tenant in a dedicated placement vs in shared",
@@ -102,7 +104,7 @@ def compare_capture(pgbench: Pgbench, owner_url: str, *, tenants: int, scale: Sc
             return writes()
 
     samples = interleaved(
-        {"trigger on": writes, "trigger off": without_trigger}, rounds=scale.db_rounds
+        {"trigger on": writes, "trigger off": without_trigger}, rounds=min(3, scale.db_rounds)
     )
     return Comparison(
         "writes with the move-capture trigger vs without "

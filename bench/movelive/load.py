@@ -118,7 +118,7 @@ class Load:
         *,
         probe: bool = False,
     ) -> None:
-        pick = random.Random(f"{tenant.id}-{lane}")  # noqa: S311 - load shape, not secrets
+        pick = random.Random(f"{tenant.id}-{lane}")  # the load's shape, not a secret
         headers = {"Authorization": f"Bearer {tenant.api_key}"}
         ledger = self.ledgers[tenant.id]
         own: list[int] = []

@@ -15,6 +15,8 @@ from bench.movelive.load import Load, Request
 POLL_SECONDS = 0.1
 MAX_PAUSE_MS = 2000
 MAX_P95_RATIO = 1.2
+# The figures of each move after its own, by name suffix.
+PARTS = (" write pause", " client write gap", " others p95")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +147,11 @@ def when(request: Request, runs: list[MoveRun]) -> str:
         f"{request.detail.strip()} (sent {request.started - nearest.ended:+.2f} s from the end "
         f"of {nearest.label}, answered in {request.seconds * 1000:.0f} ms)"
     )
+
+
+def not_tried(label: str, why: str) -> list[Figure]:
+    """A move's figures when it was not attempted: it counts as failed."""
+    return [
+        Figure(label, f"not attempted: {why}", "done", False),
+        *(Figure(f"{label}{part}", "not measured") for part in PARTS),
+    ]

@@ -34,11 +34,7 @@ GATES = (
 NAMES = (
     "build",
     "load",
-    *(
-        f"{label}{part}"
-        for label in ("move out", "move back")
-        for part in ("", " write pause", " client write gap", " others p95")
-    ),
+    *(f"{label}{part}" for label in ("move out", "move back") for part in ("", *moves.PARTS)),
     "failed requests (moving tenant)",
     "failed requests (other tenants)",
     "rows",
@@ -66,6 +62,7 @@ class Outcome:
     tenants: list[LoadTenant]
     moving: LoadTenant
     base: checks.Base
+    moving_home: str  # where the moving tenant ended (shared, unless a move failed)
 
 
 def exit_code(figures: list[Figure]) -> int:
@@ -103,9 +100,10 @@ def write_figures(target: Target, outcome: Outcome) -> list[Figure]:
     results = {}
     for tenant in outcome.tenants:
         first = max(tenant.read_ids) + 1
+        home = outcome.moving_home if tenant is outcome.moving else "shared"
         results[tenant.label] = checks.check_writes(
-            target.url_of("shared"),
-            target.url_of(DEDICATED),
+            target.url_of(home),
+            target.url_of(_other(home)),
             tenant.id,
             outcome.load.ledgers[tenant.id],
             first,
@@ -180,16 +178,24 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
             quiet = (started + min(2.0, plan.window_seconds / 4), time.monotonic())
             out = moves.move(admin, big_id, DEDICATED, label="move out", timeout=timeout)
             report(moves.figures(load, big_id, others, out, quiet))
-            out_rows = checks.count(target.url_of(DEDICATED), tables, big_id)
-            left_out = checks.count(target.shared.url, tables, big_id)
-            dedicated_after = checks.hashes(target.url_of(DEDICATED), base, big_id)
-            back = moves.move(admin, big_id, "shared", label="move back", timeout=timeout)
-            report(moves.figures(load, big_id, others, back, quiet))
+            runs = [out]
+            # A failed move leaves the tenant where it was: the checks look there.
+            home = DEDICATED if out.done else "shared"
+            out_rows = checks.count(target.url_of(home), tables, big_id)
+            left_out = checks.count(target.url_of(_other(home)), tables, big_id)
+            out_hashes = checks.hashes(target.url_of(home), base, big_id)
+            if out.done:
+                back = moves.move(admin, big_id, "shared", label="move back", timeout=timeout)
+                report(moves.figures(load, big_id, others, back, quiet))
+                runs.append(back)
+                home = "shared" if back.done else DEDICATED
+            else:
+                report(moves.not_tried("move back", "the move out failed"))
             time.sleep(2.0)  # the held writes' successors: the gap after the move closes
             stopped = time.monotonic()
-        shared_after = checks.hashes(target.shared.url, base, big_id)
-        rows_after = checks.count(target.shared.url, tables, big_id)
-        left_back = checks.count(target.url_of(DEDICATED), tables, big_id)
+        back_hashes = checks.hashes(target.url_of(home), base, big_id)
+        rows_after = checks.count(target.url_of(home), tables, big_id)
+        left_back = checks.count(target.url_of(_other(home)), tables, big_id)
 
         groups: list[tuple[str, set[int]]] = [
             ("moving tenant", {big_id}),
@@ -204,7 +210,7 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
                         f"failed requests ({label})",
                         f"{len(failed)} of {len(sent):,} over {stopped - started:.0f} s"
                         + (
-                            f": {'; '.join(moves.when(r, [out, back]) for r in failed[:3])}"
+                            f": {'; '.join(moves.when(r, runs) for r in failed[:3])}"
                             if failed
                             else ""
                         ),
@@ -213,7 +219,7 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
                     )
                 ]
             )
-        outcome = Outcome(load, tenants, moving, base)
+        outcome = Outcome(load, tenants, moving, base, home)
         report(
             [
                 Figure(
@@ -224,18 +230,18 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
                 ),
                 Figure(
                     "rows",
-                    f"{rows_before:,} in shared before; {out_rows:,} in {DEDICATED} after moving "
-                    f"out ({left_out} left in shared); {rows_after:,} in shared after moving "
-                    f"back ({left_back} left in {DEDICATED})",
+                    f"{rows_before:,} in shared before; {out_rows:,} in {_home(out)} after the "
+                    f"move out ({left_out} in {_other(_home(out))}); {rows_after:,} in {home} "
+                    f"at the end ({left_back} in {_other(home)})",
                     "none left behind",
                     left_out == 0 and left_back == 0,
                 ),
                 Figure(
                     "hashes",
                     f"the {sum(n for n, _ in shared_before.values()):,} rows from before the "
-                    f"load, per table: {_same(shared_before, dedicated_after, shared_after)}",
+                    f"load, per table: {_same(shared_before, out_hashes, back_hashes)}",
                     "equal out and back",
-                    shared_before == dedicated_after == shared_after,
+                    shared_before == out_hashes == back_hashes,
                 ),
             ]
         )
@@ -243,9 +249,18 @@ def run(target: Target, plan: Plan, say: Callable[[str], None]) -> tuple[list[Fi
     return figures, outcome
 
 
+def _other(placement: str) -> str:
+    return "shared" if placement == DEDICATED else DEDICATED
+
+
+def _home(run: moves.MoveRun) -> str:
+    """Where the tenant is after `run`: its target when done, else where it was."""
+    return run.to if run.done else _other(run.to)
+
+
 def _same(*sides: checks.Hashes) -> str:
     if sides[0] == sides[1] == sides[2]:
-        return "equal in shared before, dedicated after moving out and shared after moving back"
+        return "equal before the moves, after the move out and at the end"
     return "DIFFER: " + " / ".join(
         ", ".join(f"{name} {n} {digest[:12]}" for name, (n, digest) in side.items())
         for side in sides

@@ -109,6 +109,30 @@ def test_a_tiny_move_load_run_reports_every_figure_and_catches_a_lost_write(
     assert caught[0].met is False and "1 elsewhere" in caught[0].value, caught[0]
 
 
+def test_a_failed_move_fails_the_run_and_the_checks_find_the_tenant_where_it_stayed(
+    target: Target,
+) -> None:
+    # The dedicated placement refuses every user row: the move out fails before the switch.
+    dedicated = target.url_of(DEDICATED)
+    rows(dedicated, "ALTER TABLE users ADD CONSTRAINT no_entry CHECK (false) NOT VALID")
+    try:
+        figures, outcome = run(
+            target, Plan(rows=1000, rate=20.0, window_seconds=1.0, seed_users=2), print
+        )
+    finally:
+        rows(dedicated, "ALTER TABLE users DROP CONSTRAINT no_entry")
+
+    by_name = {f.name: f for f in figures}
+    assert sorted(by_name) == sorted(NAMES)
+    assert by_name["move out"].met is False and "failed" in by_name["move out"].value
+    assert by_name["move back"].met is False and "not attempted" in by_name["move back"].value
+    assert exit_code(figures) == 1
+    # Nothing lost: the tenant kept being served from shared, and every check looked there.
+    assert outcome.moving_home == "shared"
+    for name in ("rows", "hashes", "acknowledged writes"):
+        assert by_name[name].met, by_name[name]
+
+
 def test_only_correctness_figures_fail_the_run() -> None:
     timing = Figure("move out write pause", "2500 ms", "<= 2000 ms", False)
     failed = Figure("failed requests (other tenants)", "1 of 900", "0", False)
