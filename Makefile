@@ -10,7 +10,7 @@ TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 # fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
-.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up down logs test-compose test-citus load load-noisy load-attacks load-lifecycle load-move bench
+.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up up-placements down logs test-compose test-citus load load-noisy load-attacks load-lifecycle load-move bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -53,16 +53,23 @@ migrate: $(INSTALLED) ## Apply the Alembic migrations to $$DATABASE_URL
 psql: $(INSTALLED) ## Open psql on the database of the running `make run` stack
 	$(PY) -m kit.psql
 
+# `make up-placements` layers docker-compose.placements.yml (a second PostgreSQL) on top.
+COMPOSE := docker compose
+
 up: ## Build and start the stack under docker compose (gateway on localhost:8000)
 	@sh deploy/compose-env.sh .env
-	docker compose up -d --build --wait
-	@port=$$(docker compose port gateway 8000 | sed 's/.*://'); \
-	admin=$$(docker compose port gateway 9000 | sed 's/.*://'); \
+	$(COMPOSE) up -d --build --wait
+	@port=$$($(COMPOSE) port gateway 8000 | sed 's/.*://'); \
+	admin=$$($(COMPOSE) port gateway 9000 | sed 's/.*://'); \
 	echo "tenantkit is up: http://localhost:$$port  (admin API and /metrics: http://localhost:$$admin, this host only; admin token: ADMIN_TOKEN in .env)"; \
 	echo "try: curl -s -X POST -H \"Authorization: Bearer \$$(sed -n 's/^ADMIN_TOKEN=//p' .env)\" -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}' http://localhost:$$admin/admin/tenants"
 
+up-placements: ## `make up` plus a second PostgreSQL, placement `dedicated` (docs/compose.md)
+	@$(MAKE) --no-print-directory up COMPOSE="docker compose -f docker-compose.yml -f docker-compose.placements.yml"
+
 down: ## Stop the compose stack (data stays in its volume; `docker compose down -v` drops it)
-	docker compose --profile scale --profile loadtest down
+	@# --remove-orphans: also db-dedicated, when `make up-placements` started it.
+	docker compose --profile scale --profile loadtest down --remove-orphans
 
 logs: ## Follow the compose stack's logs
 	docker compose --profile scale --profile loadtest logs -f

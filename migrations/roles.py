@@ -7,7 +7,6 @@ would change, so a re-run as the (non-superuser) owner must name nothing it cann
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -201,29 +200,29 @@ def adopt_existing_objects(conn: Connection, owner: str) -> int:
     return len(rows)
 
 
-def provision(conn: Connection, settings: MigrateSettings) -> None:
-    """Bring the three roles, their database rights and the objects' owner to the layout."""
+def provision_roles(conn: Connection, settings: MigrateSettings) -> None:
+    """The cluster-wide part: the three roles, the bootstrap user's membership, the app role's
+    settings. Once per PostgreSQL server, never two at once: they share the catalog rows."""
     owner, gateway, app = _roles(settings)
     for role in (owner, gateway, app):
         ensure_role(conn, role)
     bootstrap = conn.execute(text("SELECT current_user")).scalar_one()
     if bootstrap != owner.name:
         _grant_membership(conn, owner.name)
-    _database_grants(conn, owner.name, gateway.name, app.name)
-    _schema_grants(conn, owner.name, gateway.name, app.name)
     _app_role_settings(conn, app.name)
-    adopted = adopt_existing_objects(conn, owner.name)
+
+
+def provision_database(conn: Connection, settings: MigrateSettings) -> None:
+    """The per-database part: the roles' rights on this database and the objects' owner."""
+    owner, gateway, app = settings.owner_role, settings.gateway_role, settings.app_role
+    _database_grants(conn, owner, gateway, app)
+    _schema_grants(conn, owner, gateway, app)
+    adopted = adopt_existing_objects(conn, owner)
     if adopted:
-        print(f"migrate: {adopted} existing object(s) now owned by {owner.name}", flush=True)
+        print(f"migrate: {adopted} existing object(s) now owned by {owner}", flush=True)
 
 
 def become_owner(conn: Connection, owner: str) -> None:
     """Run what follows (all DDL) as the owner role, whatever DATABASE_URL's user is."""
     if conn.execute(text("SELECT current_user")).scalar_one() != owner:
         conn.execute(text(f'SET ROLE "{owner}"'))
-
-
-def stop(reason: str) -> None:
-    """Print the one-line refusal and exit non-zero."""
-    print(f"migrate: {reason}", file=sys.stderr, flush=True)
-    raise SystemExit(1)

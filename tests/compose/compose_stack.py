@@ -11,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_OVERRIDE = Path(__file__).resolve().parent / "compose.test.yml"
+# The stack make test-compose brings up: the kit's file and the test-only ports.
+DEFAULT_FILES = (ROOT / "docker-compose.yml", TEST_OVERRIDE)
 
 # How run.py hands the stack to the tests (and how a developer points them at a stack
 # they brought up by hand).
@@ -41,6 +43,7 @@ class ComposeStack:
 
     project: str
     env_file: Path
+    files: tuple[Path, ...] = DEFAULT_FILES
 
     @classmethod
     def from_environment(cls) -> ComposeStack:
@@ -52,7 +55,6 @@ class ComposeStack:
         return read_env_file(self.env_file)
 
     def command(self, *args: str, profiles: tuple[str, ...] = ("scale",)) -> list[str]:
-        files = [ROOT / "docker-compose.yml", TEST_OVERRIDE]
         return [
             "docker",
             "compose",
@@ -62,7 +64,7 @@ class ComposeStack:
             str(ROOT),
             "--env-file",
             str(self.env_file),
-            *(arg for path in files for arg in ("--file", str(path))),
+            *(arg for path in self.files for arg in ("--file", str(path))),
             *(arg for profile in profiles for arg in ("--profile", profile)),
             *args,
         ]
