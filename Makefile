@@ -10,7 +10,7 @@ TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 # fuzz: schemathesis on the gateway's merged OpenAPI, 300 cases per operation (>= 1,000 per API).
-.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up up-placements down logs test-compose test-citus load load-noisy load-attacks load-lifecycle bench
+.PHONY: help install run test test-observe test-deep fuzz lint migrate psql up up-placements down logs test-compose test-citus load load-noisy load-attacks load-lifecycle load-move bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ load-attacks: $(INSTALLED) ## Only the attacks: slow bodies, heavy pages, random
 
 load-lifecycle: $(INSTALLED) ## A 1,000,000-row tenant exported under writes and purged under load (LIFECYCLE_ROWS)
 	$(PY) -m bench.lifecycle
+
+load-move: $(INSTALLED) ## A 1,000,000-row tenant moved shared -> dedicated -> shared under load (MOVE_ROWS)
+	$(PY) -m bench.movelive
 
 bench: $(INSTALLED) ## The benchmarks; prints ratios measured side by side
 	$(PY) -m bench

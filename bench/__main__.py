@@ -27,6 +27,7 @@ from bench.latency import AddedLatency, added_latency
 from bench.measure import Comparison
 from bench.observe_cost import compare_metrics_cost
 from bench.pgbench import PgbenchError, find_pgbench
+from bench.placement_cost import compare_capture, compare_placements
 from bench.proxying import bench_tenant, compare_proxies
 from bench.settings import BenchSettings
 from bench.stack import http_stack, migrated_database, postgres
@@ -64,6 +65,11 @@ def run(settings: BenchSettings, workdir: Path) -> tuple[list[Comparison], list[
             for item in compare_proxies(stack, tenant, scale=scale, workdir=workdir):
                 say(item)
             say(compare_metrics_cost(stack, tenant, scale=scale))
+            if stack.dedicated is None:
+                _say("SKIPPED dedicated vs shared placement: an attached stack has no placement")
+            else:
+                with bench_tenant(stack, stack.dedicated) as dedicated:
+                    say(compare_placements(stack, tenant, dedicated, scale=scale))
             _say(f"   ({time.monotonic() - started:.0f} s)")
             _say("== Added latency: gateway vs direct, GET /users/{id}")
             started = time.monotonic()
@@ -104,6 +110,9 @@ def run(settings: BenchSettings, workdir: Path) -> tuple[list[Comparison], list[
             say(compare_tenant_counts(pgbench, few, many, scale=scale))
             say(compare_rls(pgbench, many, tenants=scale.many_tenants, scale=scale))
         say(compare_set_local(few, tenants=scale.few_tenants, scale=scale))
+        # Last: its writes leave dead rows the reads above should not meet.
+        if pgbench is not None:
+            say(compare_capture(pgbench, few, tenants=scale.few_tenants, scale=scale))
         _say(f"   ({time.monotonic() - started:.0f} s)")
     return comparisons, latencies
 

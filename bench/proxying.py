@@ -31,7 +31,7 @@ class BenchTenant:
     user_ids: list[int]
 
 
-def _create_tenant(stack: HttpStack) -> tuple[int, str, list[int]]:
+def _create_tenant(stack: HttpStack, placement: str) -> tuple[int, str, list[int]]:
     admin = {"Authorization": f"Bearer {stack.admin_token}"}
     with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
         created = client.post(
@@ -42,6 +42,7 @@ def _create_tenant(stack: HttpStack) -> tuple[int, str, list[int]]:
                 "name": f"bench-{secrets.token_hex(4)}",
                 "rate_limit_per_second": 1_000_000,
                 "max_in_flight": 0,
+                "placement": placement,
             },
         )
         created.raise_for_status()
@@ -56,9 +57,9 @@ def _create_tenant(stack: HttpStack) -> tuple[int, str, list[int]]:
 
 
 @contextmanager
-def bench_tenant(stack: HttpStack) -> Iterator[BenchTenant]:
-    """A tenant with limits no bench reaches and 50 users, deleted afterwards."""
-    tenant_id, api_key, ids = _create_tenant(stack)
+def bench_tenant(stack: HttpStack, placement: str = "shared") -> Iterator[BenchTenant]:
+    """A tenant with limits no bench reaches and 50 users in `placement`, deleted afterwards."""
+    tenant_id, api_key, ids = _create_tenant(stack, placement)
     try:
         yield BenchTenant(tenant_id, api_key, ids)
     finally:

@@ -8,10 +8,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bench.settings import BenchSettings
 from kit.procs import run_migrations, start_service
 from kit.servers import PgServer, RedisServer
 from services.tenancy.dburl import derive_app_url, plain
+
+DEDICATED = "dedicated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,8 @@ class HttpStack:
     plain_gateway_url: str | None = None
     # The gateway's process (own stack only): its CPU time per request is its own work.
     gateway_pid: int | None = None
+    # A placement beside `shared` in another database of the same server (own stack only).
+    dedicated: str | None = None
 
 
 @contextmanager
@@ -61,7 +67,15 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
         return
     logs = workdir / "logs"
     admin_token, signing_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    url = migrated_database(server, name="tenantkit_bench_http", log_dir=logs)
+    url = server.create_database("tenantkit_bench_http")
+    # A second database as the `dedicated` placement, on the same server: what a placement
+    # costs the request path is then measured apart from a second server's own speed.
+    dedicated = server.create_database(f"tenantkit_bench_http_{DEDICATED}")
+    where = make_url(dedicated)
+    placed = {
+        "TENANT_DATABASES": f"{DEDICATED}=postgresql://{where.host}:{where.port}/{where.database}"
+    }
+    run_migrations(database_url=url, log_path=logs / "migrate-http.log", role_urls=placed)
     with ExitStack() as stop:
         redis = RedisServer(workdir / "redis")
         redis.start()
@@ -76,6 +90,7 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
                     "METRICS_PER_TENANT": metrics,
                     # Replay protection as deployed: one SET NX per request in Redis.
                     "REDIS_URL": redis.services_url,
+                    **placed,
                 },
                 log_dir=logs,
             )
@@ -90,6 +105,7 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
                     "INTERNAL_SIGNING_SECRET": signing_secret,
                     "GATEWAY_AUTH_MODES": "api_key",
                     "METRICS_PER_TENANT": metrics,
+                    **placed,
                 },
                 log_dir=logs,
             )
@@ -105,4 +121,5 @@ def http_stack(settings: BenchSettings, *, server: PgServer, workdir: Path) -> I
             signing_secret=signing_secret,
             plain_gateway_url=plain_gateway_url,
             gateway_pid=gateway_pid,
+            dedicated=DEDICATED,
         )
