@@ -1,17 +1,17 @@
 """The gateway's request path, in order: identify -> authenticate -> validate tenant ->
-(wait out a move's cut-over) -> rate limit -> admit -> read body -> sign -> forward. Each
-step is one call into the module that owns it."""
+(wait out a move's cut-over) -> rate limit -> admit -> read body -> sign -> forward (once
+more if a move's cut-over refused it). Each step is one call into the module that owns it."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import hangup, identity, proxy
+from gateway import hangup, identity, moveretry, proxy
 from gateway.body import read_body
 from gateway.errors import GatewayError
 from gateway.state import GatewayState
-from gateway.tenants import validate_tenant
+from gateway.tenants import TenantRecord, validate_tenant
 from services.tenancy.signing import request_target
 
 # uvicorn's parser sets no limit; nginx's default is 4 x 8 KiB. Anything bigger is refused
@@ -84,18 +84,18 @@ async def handle(request: Request) -> Response:
 
     # The signature covers the exact target and body that are forwarded, byte for byte.
     target = request_target(proxy.raw_path(request.scope), request.scope["query_string"])
-    signed = state.signer.headers(
-        tenant_id=tenant.id,
-        request_id=request.state.request_id,
-        method=request.method,
-        target=target,
-        destination=destination,
-        body=body or b"",
-        extra=tenant.signed_fields,
-    )
 
-    try:
-        response = await hangup.abandon_on_hangup(
+    async def send(to: TenantRecord) -> Response:
+        signed = state.signer.headers(
+            tenant_id=to.id,
+            request_id=request.state.request_id,
+            method=request.method,
+            target=target,
+            destination=destination,
+            body=body or b"",
+            extra=to.signed_fields,
+        )
+        return await hangup.abandon_on_hangup(
             request,
             lambda req: proxy.forward(
                 req,
@@ -107,6 +107,12 @@ async def handle(request: Request) -> Response:
                 response_headers=limit_headers,
             ),
         )
+
+    try:
+        response = await send(tenant)
+        # Refused, having done nothing, by a placement the tenant moved out of: once more.
+        if await moveretry.refused_by_move(request, state, tenant.id):
+            response = await send(await validate_tenant(state.directory, tenant_id))
     except BaseException:
         slot.release()
         raise

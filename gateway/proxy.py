@@ -14,6 +14,7 @@ from yarl import URL
 
 from gateway.errors import GatewayError
 from services.tenancy.dbcost import COST_HEADER
+from services.tenancy.errors import PLACEMENT_CHANGED_HEADER
 from services.tenancy.signing import CONTEXT_HEADERS
 
 # Answers up to this size (by their Content-Length) are read whole and sent as one: a
@@ -59,7 +60,9 @@ _CLIENT_ONLY = frozenset(
 )
 # Set by the gateway's own server on the way back.
 # COST_HEADER: the service's database cost of the request, for the usage book only.
-_UPSTREAM_ONLY = frozenset({"date", "server", "x-request-id", COST_HEADER})
+_UPSTREAM_ONLY = frozenset(
+    {"date", "server", "x-request-id", COST_HEADER, PLACEMENT_CHANGED_HEADER}
+)
 
 
 class RouteTable:
@@ -175,6 +178,7 @@ async def forward(
         raise GatewayError(502, "bad response from upstream") from exc
 
     request.state.db_cost = upstream_response.headers.get(COST_HEADER)
+    request.state.placement_changed = PLACEMENT_CHANGED_HEADER in upstream_response.headers
     raw_headers = downstream_response_headers(upstream_response.headers) + [
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response_headers.items()
     ]

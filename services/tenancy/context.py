@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from services.tenancy.asyncread import TenantReader
+from services.tenancy.errors import PLACEMENT_CHANGED, PLACEMENT_CHANGED_HEADER
 from services.tenancy.fencing import StalePlacement, UnknownPlacement, placement_of
 from services.tenancy.replay import ReplayStoreDown
 from services.tenancy.runtime import Tenancy
@@ -101,8 +102,8 @@ def _fence(runtime: Tenancy, context: TenantContext) -> None:
         runtime.log.warning("refused a %s placement: %s", "stale" if stale else "unknown", exc)
         raise HTTPException(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="tenant placement changed; retry" if stale else "placement not configured",
-            headers={"Retry-After": "1"},
+            detail=PLACEMENT_CHANGED if stale else "placement not configured",
+            headers={"Retry-After": "1", **({PLACEMENT_CHANGED_HEADER: "1"} if stale else {})},
         ) from None
 
 

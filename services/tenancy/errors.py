@@ -14,6 +14,9 @@ log = logging.getLogger("tenancy")
 DATABASE_UNAVAILABLE = "database unavailable"
 STATEMENT_TIMEOUT = "query cancelled: it ran longer than this tenant's statement timeout"
 PLACEMENT_CHANGED = "tenant placement changed; retry"
+# On a refusal that did nothing (no transaction committed): the gateway may send the request
+# once more, to where the tenant lives now (gateway/moveretry.py). Never passed to clients.
+PLACEMENT_CHANGED_HEADER = "x-tenantkit-placement-changed"
 # SQLSTATE query_canceled: statement_timeout fired (the tenant's own or the role's).
 _QUERY_CANCELED = "57014"
 # object_not_in_prerequisite_state: a write reached a placement the tenant has moved out of
@@ -28,7 +31,9 @@ async def _database_unavailable(_request: Request, error: Exception) -> JSONResp
     if code == _NOT_SERVED_HERE:
         log.warning("refused a write: %s", str(error).splitlines()[0] if str(error) else error)
         return JSONResponse(
-            {"detail": PLACEMENT_CHANGED}, status_code=503, headers={"Retry-After": "1"}
+            {"detail": PLACEMENT_CHANGED},
+            status_code=503,
+            headers={"Retry-After": "1", PLACEMENT_CHANGED_HEADER: "1"},
         )
     if code == _QUERY_CANCELED:
         # Still the 503 of SPEC §5 (a query stuck behind a lock ends here too), but saying

@@ -24,9 +24,7 @@ from bench.movelive.stack import Target
 from kit.procs import ROOT
 from kit.servers import PgServer
 from kit.stacks import Secrets
-from services.tenancy.errors import PLACEMENT_CHANGED
 
-MOVING_FAILURES = "failed requests (moving tenant)"
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +51,12 @@ def test_a_tiny_move_load_run_reports_every_figure_and_catches_a_lost_write(
     by_name = {f.name: f for f in figures}
     assert sorted(by_name) == sorted(NAMES)
     assert all(any(line.startswith(f"FIGURE {name}:") for line in lines) for name in NAMES)
+    # Every gate, the moving tenant's failed requests included: a write that passed the
+    # hold check just before the cut-over and reached the frozen source is sent once more by
+    # the gateway (gateway/moveretry.py), not answered 503.
     for name in GATES:
-        if name != MOVING_FAILURES:
-            assert by_name[name].met, by_name[name]
-    # The moving tenant: now and then (3 runs in about 20 here) a write that passed the
-    # gateway's hold check just before the cut-over began starts its transaction after the
-    # source froze (HOLD_SETTLE_SECONDS, 50 ms, is all the mover waits for such requests) and
-    # is refused, 503 with Retry-After: refused, never lost or misplaced (the checks above
-    # hold). load-move reports it and fails; the suite accepts only that refusal until the
-    # cut-over also waits for requests already past the hold.
-    refused = [r for r in outcome.load.requests if r.tenant == outcome.moving.id and not r.ok]
-    assert all(" 503 " in r.detail and PLACEMENT_CHANGED in r.detail for r in refused), refused
-    assert exit_code(figures) == (1 if refused else 0)
+        assert by_name[name].met, by_name[name]
+    assert exit_code(figures) == 0
     assert "2,000 rows" in by_name["build"].value
     # The moving tenant wrote during the moves, and every write was checked.
     ledger = outcome.load.ledgers[outcome.moving.id]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ from kit.servers import PgServer
 from kit.stacks import Secrets
 
 # Short, so the test waits seconds rather than the default 15 s.
-TIMEOUT = {"MOVE_HEARTBEAT_TIMEOUT_SECONDS": "3"}
+TIMEOUT = {"MOVE_HEARTBEAT_TIMEOUT_SECONDS": "3", "REQUEST_BODY_TIMEOUT_SECONDS": "60"}
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +218,32 @@ def test_a_row_the_capture_missed_fails_the_verification_and_the_tenant_stays(
     assert admin.get(f"/admin/tenants/{tenant['id']}").json()["placement"] == "shared"
     assert len(stored(stack, "shared", tenant["id"])) == 12001
     assert stored(stack, DEDICATED, tenant["id"]) == {}
+
+
+def test_a_write_whose_body_arrives_after_the_cut_over_lands_where_the_tenant_moved(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    tenant = make_tenant(admin)
+    body = b'{"name": "late"}'
+    gateway = urlsplit(stack.gateway.url)
+    with socket.create_connection((gateway.hostname, gateway.port), timeout=60) as sock:
+        # The gateway checks the tenant (in shared, no hold) and then waits for the body.
+        sock.sendall(
+            b"POST /users HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
+            + f"Authorization: Bearer {tenant['api_key']}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:1]
+        )
+        time.sleep(1)
+        assert move(admin, tenant["id"], DEDICATED)["state"] == "done"
+        # Signed for shared, refused there (frozen) or by the fence: sent once more, to
+        # where the tenant lives now; the client sees its 201, not a 503.
+        sock.sendall(body[1:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201"), answer
+    assert b"x-tenantkit-placement-changed" not in answer.lower()
+    assert list(stored(stack, DEDICATED, tenant["id"]).values()) == ["late"]
+    assert stored(stack, "shared", tenant["id"]) == {}
