@@ -26,7 +26,6 @@ from kit.servers import PgServer
 from kit.stacks import Secrets
 
 
-
 @pytest.fixture(scope="module")
 def target(postgres_server: PgServer, secrets: Secrets, kit_workdir: Path) -> Iterator[Target]:
     with placed_stack(postgres_server, secrets, kit_workdir, label="move-load") as placed:
