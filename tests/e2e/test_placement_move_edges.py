@@ -52,6 +52,25 @@ def marks(url: str, tenant_id: int) -> list[tuple[object, ...]]:
     return rows(url, "SELECT state FROM tenant_move_marks WHERE tenant_id = %s", tenant_id)
 
 
+def dead_cut_over(stack: PlacedStack, tenant_id: int) -> None:
+    """What a runner killed inside the pause leaves in shared: a running move to dedicated in
+    its cut-over with a stale heartbeat, and the source frozen for that move."""
+    move_id = rows(
+        stack.shared.url,
+        "INSERT INTO tenant_moves (tenant_id, from_placement, to_placement, state, owner, "
+        "heartbeat_at) VALUES (%s, 'shared', %s, 'cutover', 'dead:1:x', now() - interval "
+        "'1 minute') RETURNING id",
+        tenant_id,
+        DEDICATED,
+    )[0][0]
+    rows(
+        stack.shared.url,
+        "INSERT INTO tenant_move_marks (tenant_id, state, move_id) VALUES (%s, 'frozen', %s)",
+        tenant_id,
+        move_id,
+    )
+
+
 def test_a_move_killed_mid_copy_is_rolled_back_by_another_gateway_and_can_run_again(
     stack: PlacedStack, admin: httpx.Client
 ) -> None:
@@ -121,20 +140,7 @@ def test_a_move_that_died_after_its_flip_is_finished_by_another_gateway(
             "SELECT %s, g, 'old' FROM generate_series(1, 5) g",
             tenant["id"],
         )
-        move_id = rows(
-            stack.shared.url,
-            "INSERT INTO tenant_moves (tenant_id, from_placement, to_placement, state, owner, "
-            "heartbeat_at) VALUES (%s, 'shared', %s, 'cutover', 'dead:1:x', now() - interval "
-            "'1 minute') RETURNING id",
-            tenant["id"],
-            DEDICATED,
-        )[0][0]
-        rows(
-            stack.shared.url,
-            "INSERT INTO tenant_move_marks (tenant_id, state, move_id) VALUES (%s, 'frozen', %s)",
-            tenant["id"],
-            move_id,
-        )
+        dead_cut_over(stack, tenant["id"])
         found = settled(admin, tenant["id"])
         assert found["state"] == "done" and "after the cut-over" in found["error"], found
         assert stored(stack, "shared", tenant["id"]) == {}
@@ -156,20 +162,7 @@ def test_a_move_that_died_frozen_in_its_cut_over_is_rolled_back_and_writes_resum
     ) as client:
         for n in range(5):
             assert client.post("/users", json={"name": f"u{n}"}).status_code == 201
-        move_id = rows(
-            stack.shared.url,
-            "INSERT INTO tenant_moves (tenant_id, from_placement, to_placement, state, owner, "
-            "heartbeat_at) VALUES (%s, 'shared', %s, 'cutover', 'dead:1:x', now() - interval "
-            "'1 minute') RETURNING id",
-            tenant["id"],
-            DEDICATED,
-        )[0][0]
-        rows(
-            stack.shared.url,
-            "INSERT INTO tenant_move_marks (tenant_id, state, move_id) VALUES (%s, 'frozen', %s)",
-            tenant["id"],
-            move_id,
-        )
+        dead_cut_over(stack, tenant["id"])
         rows(stack.dedicated_url, "INSERT INTO tenants (id) VALUES (%s)", tenant["id"])
         rows(
             stack.dedicated_url,
