@@ -1,5 +1,6 @@
-"""HTTP load for the comparisons that need no per-request signing: wrk when installed, else
-the asyncio client of `bench.http_load`.
+"""HTTP load for every comparison: wrk when installed, else the asyncio client of
+`bench.http_load`. Fixed requests go to wrk as paths and headers; requests that must each be
+different (signed, single-use) are built beforehand (`bench.wrk_requests`).
 
 wrk (C, two threads) takes a small share of the 2 cores from the servers it measures; the
 Python client takes more, which flattens ratios towards 1, so wrk is preferred. A newcomer's
@@ -15,8 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.http_load import BenchRequestFailed, run_http
+from bench.http_load import BenchRequestFailed, RequestFactory, run_http
 from bench.measure import Sample
+from bench.wrk_requests import run_wrk_requests
 
 # Each thread cycles through the paths; done() prints the figures as one JSON line.
 _LUA = """\
@@ -112,3 +114,14 @@ def run_load(load: Load, *, seconds: float, requests: int) -> Sample:
         requests=requests,
         concurrency=load.concurrency,
     )
+
+
+def run_requests(
+    base_url: str, factory: RequestFactory, *, concurrency: int, seconds: float, requests: int
+) -> Sample:
+    """Requests from `factory` (signed ones included, each sent once): wrk for `seconds` when
+    installed, else `requests` of them from the Python client."""
+    binary = wrk_binary()
+    if binary is not None:
+        return run_wrk_requests(binary, base_url, factory, concurrency=concurrency, seconds=seconds)
+    return run_http(base_url, factory, requests=requests, concurrency=concurrency)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from bench.http_load import RequestFactory, run_http
+from bench.generator import run_requests
+from bench.http_load import RequestFactory
 from bench.measure import Figures, Sample, figures, interleaved
 from bench.proxying import BenchTenant, signed_direct, via_gateway
 from bench.settings import Scale
@@ -81,10 +82,18 @@ def _timed(run: Callable[[], Sample], pid: int, into: list[float]) -> Callable[[
 
 
 def _at(
-    stack: HttpStack, tenant: BenchTenant, *, concurrency: int, requests: int, rounds: int
+    stack: HttpStack,
+    tenant: BenchTenant,
+    *,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    rounds: int,
 ) -> AddedLatency:
     def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
-        return lambda: run_http(url, factory, requests=requests, concurrency=concurrency)
+        return lambda: run_requests(
+            url, factory, concurrency=concurrency, seconds=seconds, requests=requests
+        )
 
     cpu_per_request: list[float] = []
     gateway = target(stack.gateway_url, via_gateway(tenant.api_key, tenant.user_ids))
@@ -121,6 +130,7 @@ def added_latency(stack: HttpStack, tenant: BenchTenant, *, scale: Scale) -> lis
             tenant,
             concurrency=c,
             requests=scale.latency_requests * (1 if c == 1 else 2),
+            seconds=scale.tutorial_seconds,
             rounds=rounds,
         )
         for c in CONCURRENCIES

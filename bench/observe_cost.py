@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.http_load import run_http
+from bench.generator import run_requests
 from bench.measure import Comparison, Sample, Target, figures, interleaved
 from bench.proxying import BenchTenant, via_gateway
 from bench.settings import Scale
@@ -23,8 +23,12 @@ def compare_metrics_cost(
     factory = via_gateway(tenant.api_key, tenant.user_ids)
 
     def target(url: str) -> Callable[[], Sample]:
-        return lambda: run_http(
-            url, factory, requests=scale.http_requests, concurrency=scale.http_concurrency
+        return lambda: run_requests(
+            url,
+            factory,
+            concurrency=scale.http_concurrency,
+            seconds=scale.tutorial_seconds,
+            requests=scale.http_requests,
         )
 
     samples = interleaved(

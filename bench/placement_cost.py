@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import psycopg2
 
-from bench.http_load import run_http
+from bench.generator import run_requests
 from bench.measure import Comparison, Sample, Target, figures, interleaved
 from bench.pgbench import Pgbench
 from bench.proxying import BenchTenant, via_gateway
@@ -49,11 +49,12 @@ def compare_placements(
 
     def reads(tenant: BenchTenant) -> Callable[[], Sample]:
         factory = via_gateway(tenant.api_key, tenant.user_ids)
-        return lambda: run_http(
+        return lambda: run_requests(
             stack.gateway_url,
             factory,
-            requests=scale.http_requests,
             concurrency=scale.http_concurrency,
+            seconds=scale.tutorial_seconds,
+            requests=scale.http_requests,
         )
 
     # Three rounds at most: `make bench` stays under 5 minutes at full scale.

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.http_load import RequestFactory, run_http
+from bench.generator import run_requests
+from bench.http_load import RequestFactory
 from bench.measure import Comparison, Sample, Target, figures, interleaved
 from bench.nginx import NginxError, nginx_binary, nginx_proxy
 from bench.settings import Scale
@@ -108,8 +109,12 @@ def compare_proxies(
     tenant_id, api_key, ids = tenant.id, tenant.api_key, tenant.user_ids
 
     def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
-        return lambda: run_http(
-            url, factory, requests=scale.http_requests, concurrency=scale.http_concurrency
+        return lambda: run_requests(
+            url,
+            factory,
+            concurrency=scale.http_concurrency,
+            seconds=scale.tutorial_seconds,
+            requests=scale.http_requests,
         )
 
     targets = {
