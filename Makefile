@@ -42,7 +42,7 @@ fuzz: $(INSTALLED) ## Schemathesis on the gateway's /openapi.json, each API with
 lint: $(INSTALLED) ## ruff, mypy, bandit (high severity fails) and pip-audit (a known vulnerability fails)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy gateway services kit migrations
+	$(VENV)/bin/mypy gateway services kit migrations bench loadtests
 	$(VENV)/bin/bandit --quiet --recursive --severity-level high gateway services kit migrations bench loadtests
 	@# The installed environment against PyPI's advisory data (needs PyPI; tenantkit itself is skipped).
 	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off

@@ -80,7 +80,7 @@ def _stack(root: str, label: str, pg: PgServer, redis: RedisServer, stop: ExitSt
         argv=_argv(root, "gateway"),
     )
     stop.callback(gateway.stop)
-    _tenant, key, ids = _create_tenant(HttpStack(gateway.url, users.url, admin, secret))
+    _tenant, key, ids = _create_tenant(HttpStack(gateway.url, users.url, admin, secret), "shared")
     return gateway, users, key, ids
 
 
