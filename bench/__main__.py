@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench import results
+from bench.barehop import bare_hop
 from bench.database import (
     check_visibility,
     compare_rls,
@@ -61,8 +62,11 @@ def run(settings: BenchSettings, workdir: Path) -> tuple[list[Comparison], list[
         with (
             http_stack(settings, server=server, workdir=workdir) as stack,
             bench_tenant(stack) as tenant,
+            bare_hop(stack.users_url, log_dir=logs) as bare_hop_url,
         ):
-            for item in compare_proxies(stack, tenant, scale=scale, workdir=workdir):
+            for item in compare_proxies(
+                stack, tenant, scale=scale, workdir=workdir, bare_hop_url=bare_hop_url
+            ):
                 say(item)
             say(compare_metrics_cost(stack, tenant, scale=scale))
             if stack.dedicated is None:
@@ -73,7 +77,7 @@ def run(settings: BenchSettings, workdir: Path) -> tuple[list[Comparison], list[
             _say(f"   ({time.monotonic() - started:.0f} s)")
             _say("== Added latency: gateway vs direct, GET /users/{id}")
             started = time.monotonic()
-            for latency in added_latency(stack, tenant, scale=scale):
+            for latency in added_latency(stack, tenant, scale=scale, bare_hop_url=bare_hop_url):
                 latencies.append(latency)
                 _say(str(latency))
             _say(f"   ({time.monotonic() - started:.0f} s)")

@@ -35,6 +35,8 @@ class AddedLatency:
     gateway: Figures
     direct: Figures
     target_ms: float | None
+    # The same request through a bare Python hop (bench/barehop.py): a hop's own floor.
+    bare_hop: Figures | None = None
     # Median over rounds of the gateway process's CPU time per request; None when attached.
     gateway_cpu_ms: float | None = None
     load_average: float | None = None  # 1-minute, when these rounds ended
@@ -54,6 +56,12 @@ class AddedLatency:
             own = (
                 f"\n    gateway CPU per request: {self.gateway_cpu_ms:.2f} ms (its own work; "
                 f"the rest is hops and waiting for a CPU, load average {self.load_average:.1f})"
+            )
+        if self.bare_hop is not None:
+            own += (
+                f"\n    bare Python hop (uvicorn + aiohttp, no checks) p50 over direct: "
+                f"{self.bare_hop.p50_ms - self.direct.p50_ms:.2f} ms "
+                f"({self.bare_hop.describe('req')})"
             )
         return (
             f"ADDED gateway p50 over direct at concurrency {self.concurrency}: "
@@ -89,6 +97,7 @@ def _at(
     requests: int,
     seconds: float,
     rounds: int,
+    bare_hop_url: str,
 ) -> AddedLatency:
     def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
         return lambda: run_requests(
@@ -99,12 +108,12 @@ def _at(
     gateway = target(stack.gateway_url, via_gateway(tenant.api_key, tenant.user_ids))
     if stack.gateway_pid is not None:
         gateway = _timed(gateway, stack.gateway_pid, cpu_per_request)
+    signed = signed_direct(stack.signing_secret, tenant.id, tenant.user_ids)
     samples = interleaved(
         {
             "gateway": gateway,
-            "direct": target(
-                stack.users_url, signed_direct(stack.signing_secret, tenant.id, tenant.user_ids)
-            ),
+            "direct": target(stack.users_url, signed),
+            "bare hop": target(bare_hop_url, signed),
         },
         rounds=rounds,
     )
@@ -114,14 +123,17 @@ def _at(
         concurrency=concurrency,
         gateway=figures("gateway", samples["gateway"]),
         direct=figures("direct", samples["direct"]),
+        bare_hop=figures("bare hop", samples["bare hop"]),
         target_ms=TARGET_MS if concurrency == 1 else None,
         gateway_cpu_ms=measured[len(measured) // 2] * 1000 if measured else None,
         load_average=os.getloadavg()[0],
     )
 
 
-def added_latency(stack: HttpStack, tenant: BenchTenant, *, scale: Scale) -> list[AddedLatency]:
-    """Gateway vs direct GET /users/{id}, interleaved rounds, at each concurrency."""
+def added_latency(
+    stack: HttpStack, tenant: BenchTenant, *, scale: Scale, bare_hop_url: str
+) -> list[AddedLatency]:
+    """Gateway vs direct (and the bare hop) GET /users/{id}, interleaved, at each concurrency."""
     # Three rounds at most: medians of latency settle sooner than throughput's.
     rounds = min(3, scale.http_rounds)
     return [
@@ -132,6 +144,7 @@ def added_latency(stack: HttpStack, tenant: BenchTenant, *, scale: Scale) -> lis
             requests=scale.latency_requests * (1 if c == 1 else 2),
             seconds=scale.tutorial_seconds,
             rounds=rounds,
+            bare_hop_url=bare_hop_url,
         )
         for c in CONCURRENCIES
     ]

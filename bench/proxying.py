@@ -103,9 +103,10 @@ def signed_direct(secret: str, tenant_id: int, ids: list[int]) -> RequestFactory
 
 
 def compare_proxies(
-    stack: HttpStack, tenant: BenchTenant, *, scale: Scale, workdir: Path
+    stack: HttpStack, tenant: BenchTenant, *, scale: Scale, workdir: Path, bare_hop_url: str
 ) -> list[Comparison | str]:
-    """Gateway / direct, and gateway / nginx (or the line saying why nginx was skipped)."""
+    """Gateway / direct, split by the bare Python hop (bench/barehop.py) into what the hop
+    and what the gateway's work cost; gateway / nginx (or why nginx was skipped)."""
     tenant_id, api_key, ids = tenant.id, tenant.api_key, tenant.user_ids
 
     def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
@@ -120,6 +121,7 @@ def compare_proxies(
     targets = {
         "gateway": target(stack.gateway_url, via_gateway(api_key, ids)),
         "direct": target(stack.users_url, signed_direct(stack.signing_secret, tenant_id, ids)),
+        "bare hop": target(bare_hop_url, signed_direct(stack.signing_secret, tenant_id, ids)),
     }
     binary = nginx_binary()
     skipped = "nginx not installed, skipped"
@@ -142,7 +144,9 @@ def compare_proxies(
             results["gateway"],
             results["direct"],
             target=GATEWAY_TARGET,
-        )
+        ),
+        Comparison("bare Python hop vs direct", results["bare hop"], results["direct"]),
+        Comparison("gateway vs bare Python hop", results["gateway"], results["bare hop"]),
     ]
     if "nginx" in results:
         lines.append(

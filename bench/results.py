@@ -58,6 +58,7 @@ def _latency(x: AddedLatency) -> dict[str, Any]:
         "load_average": x.load_average,
         "gateway": dataclasses.asdict(x.gateway),
         "direct": dataclasses.asdict(x.direct),
+        "bare_hop": None if x.bare_hop is None else dataclasses.asdict(x.bare_hop),
     }
 
 

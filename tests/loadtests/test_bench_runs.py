@@ -15,6 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 COMPARISONS = (
     "gateway vs direct to users service",
+    # A hop's own cost and the gateway's work on top of it (bench/barehop.py).
+    "bare Python hop vs direct",
+    "gateway vs bare Python hop",
     "reads with 100 tenants vs 10 tenants",
     "reads with row-level security in force vs off",
     "SET LOCAL in its own round trip vs in the first statement's",
@@ -74,6 +77,11 @@ def test_bench_prints_every_ratio_with_its_inputs_at_tiny_scale(tmp_path: Path) 
     # Beside each added median, the gateway's own CPU per request, which the load cannot swing.
     cpu = re.findall(r"^    gateway CPU per request: (\d+\.\d\d) ms .+load average", out, re.M)
     assert len(cpu) == 2 and all(float(ms) > 0 for ms in cpu), out
+    # And what a featureless Python hop adds, the floor under the gateway's figure.
+    bare = re.findall(
+        r"^    bare Python hop \(uvicorn \+ aiohttp, no checks\) p50 over direct: ", out, re.M
+    )
+    assert len(bare) == 2, out
     _check_results(tmp_path)
 
 
@@ -102,6 +110,7 @@ def _check_results(folder: Path) -> None:
         assert c["ratios"]["throughput"] == round(c["a"]["throughput"] / c["b"]["throughput"], 4)
     assert [x["concurrency"] for x in data["added_latency"]] == [1, 32]
     assert all(x["gateway_cpu_ms_per_request"] > 0 for x in data["added_latency"])
+    assert all(x["bare_hop"]["throughput"] > 0 for x in data["added_latency"])
     # A real chart: PNG signature, and more than an empty canvas.
     png = png_file.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
