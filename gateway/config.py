@@ -153,6 +153,9 @@ class Settings(GatewayDatabase):
     USERS_URL: str = "http://127.0.0.1:8001"
     GATEWAY_ROUTES: str | None = None
     DEFAULT_RATE_LIMIT_PER_SECOND: int = Field(default=100, ge=0)
+    # Rate-limit tokens a replica may reserve per Redis call for a busy tenant (1: a call
+    # per request); at most 10 ms of the tenant's rate (gateway/ratelease.py).
+    RATE_LIMIT_LEASE_MAX: int = Field(default=64, ge=1, le=10_000)
     # Replicas sharing the rate limits: without Redis each enforces limit / this many.
     GATEWAY_REPLICAS: int = Field(default=1, ge=1, le=10_000)
     # Redis calls in flight at once (= pooled connections); a call waits 50 ms for one.

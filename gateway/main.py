@@ -101,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
                 metrics=metrics,
                 default_per_second=settings.DEFAULT_RATE_LIMIT_PER_SECOND,
                 replicas=settings.GATEWAY_REPLICAS,
+                lease_max=settings.RATE_LIMIT_LEASE_MAX,
             ),
             invalidator=invalidator,
             usage=UsageBook(redis),

@@ -1,4 +1,5 @@
-"""Per-tenant rate limits: GCRA in Redis, one EVALSHA round trip, shared by every replica."""
+"""Per-tenant rate limits: GCRA in Redis, shared by every replica; one EVALSHA round trip per
+request, or per lease of several tokens for a busy tenant (gateway/ratelease.py)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,33 @@ from gateway.breaker import RedisBusy, RedisDown, RedisLink
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.ratefallback import LocalLimiter
+from gateway.ratelease import Grant, Leases, lease_size
 
 # GCRA keeps one number per tenant, the "theoretical arrival time" (TAT). A request is
 # allowed when TAT - now <= tolerance; each allowed one pushes TAT by one interval. Redis's
 # own clock is used so that replicas with drifting clocks share one timeline; microseconds
-# since the epoch (~2^51) are still exact in Lua's doubles.
+# since the epoch (~2^51) are still exact in Lua's doubles. ARGV[3] asks for that many
+# tokens at once (as many as fit are granted, at least one or none); ARGV[4] hands back
+# tokens a replica reserved and did not spend. With 1 and 0 it is the plain GCRA.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = interval * tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local want = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) - tonumber(ARGV[4]) * interval
 if tat < now then tat = now end
-local new_tat = tat + interval
-local wait = new_tat - tolerance - now
-if wait > 0 then
-  return {0, 0, wait, tat - now}
+local granted = math.min(want, math.floor((now + tolerance - tat) / interval))
+if granted < 1 then
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  end
+  return {0, 0, tat + interval - tolerance - now, tat - now}
 end
+local new_tat = tat + granted * interval
 local ttl_ms = math.ceil((new_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
-return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+return {granted, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
 """
 
 
@@ -61,13 +69,33 @@ class RateLimiter:
     """Checks and counts one request against its tenant's limit."""
 
     def __init__(
-        self, *, redis: RedisLink, metrics: Metrics, default_per_second: int, replicas: int = 1
+        self,
+        *,
+        redis: RedisLink,
+        metrics: Metrics,
+        default_per_second: int,
+        replicas: int = 1,
+        lease_max: int = 1,
     ) -> None:
         self._redis = redis
         self._metrics = metrics
         self._default = default_per_second
         self._script = redis.client.register_script(GCRA_SCRIPT)
         self._fallback = LocalLimiter(replicas=replicas)
+        self._lease_max = lease_max
+        self._leases = Leases(self._ask)
+
+    async def _ask(self, tenant_id: int, per_second: int, want: int, back: int) -> Grant:
+        interval_us = max(1, 1_000_000 // per_second)
+        # Burst allowance = one second's worth: a client may send a second's quota at once,
+        # so in any 1 s at most 2x the limit passes, and on average exactly the limit.
+        burst = per_second
+        granted, remaining, retry_us, reset_us = await self._redis.call(
+            lambda _r: self._script(
+                keys=[rate_limit_key(tenant_id)], args=[interval_us, burst, want, back]
+            )
+        )
+        return int(granted), int(remaining), int(retry_us), int(reset_us)
 
     def limit_for(self, tenant_limit: int | None) -> int:
         """The tenant's own limit when it has one, else the default; 0 means unlimited."""
@@ -77,15 +105,17 @@ class RateLimiter:
         """The decision for this request; None when unlimited; per replica without Redis."""
         if per_second <= 0:
             return None
-        interval_us = max(1, 1_000_000 // per_second)
-        # Burst allowance = one second's worth: a client may send a second's quota at once,
-        # so in any 1 s at most 2x the limit passes, and on average exactly the limit.
-        burst = per_second
         limit = per_second
+        size = lease_size(per_second, self._lease_max)
         try:
-            allowed, remaining, retry_us, reset_us = await self._redis.call(
-                lambda _r: self._script(keys=[rate_limit_key(tenant_id)], args=[interval_us, burst])
-            )
+            if size > 1:
+                allowed, remaining, retry_us, reset_us = await self._leases.take(
+                    tenant_id, per_second=per_second, size=size
+                )
+            else:
+                allowed, remaining, retry_us, reset_us = await self._ask(
+                    tenant_id, per_second, 1, 0
+                )
         except RedisDown as exc:
             # Busy or down, never "no limit": this replica enforces its share by itself.
             reason = "redis_busy" if isinstance(exc, RedisBusy) else "redis_down"

@@ -141,6 +141,7 @@ def _load_refusal(
         ("TENANT_DATABASES", "eu"),
         ("TENANT_DATABASES", "shared=postgresql://h/d"),
         ("REDIS_MAX_CONNECTIONS", "none"),
+        ("RATE_LIMIT_LEASE_MAX", "0"),
         ("LOG_FORMAT", "yaml"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
         ("OPENAPI_REFRESH_SECONDS", "0"),
