@@ -22,8 +22,10 @@ from kit.procs import start_service
 from kit.servers import PgServer
 from kit.stacks import Secrets
 
-# Short, so the test waits seconds rather than the default 15 s.
-TIMEOUT = {"MOVE_HEARTBEAT_TIMEOUT_SECONDS": "3", "REQUEST_BODY_TIMEOUT_SECONDS": "60"}
+# Shorter than the default 15 s, so the recovery tests wait seconds; not so short that a
+# live move's beat (every timeout / 5) is late by a whole timeout on a loaded 2-core box
+# (3 s was: a full local run once saw a live move taken over as "interrupted").
+TIMEOUT = {"MOVE_HEARTBEAT_TIMEOUT_SECONDS": "6", "REQUEST_BODY_TIMEOUT_SECONDS": "60"}
 
 
 @pytest.fixture(scope="module")
