@@ -40,6 +40,15 @@ MAX_CATCH_UP_PASSES = 50
 HOLD_SETTLE_SECONDS = 0.05
 # The default of MOVE_HEARTBEAT_TIMEOUT_SECONDS; the runner beats five times per span.
 HEARTBEAT_TIMEOUT_SECONDS = 15.0
+# Owners of the moves running in this process. Its own recovery loop never takes them over,
+# however late a beat is (a starved box): their runner is alive by definition. Another
+# replica still may, and the owner fence makes that safe.
+_running_here: set[str] = set()
+
+
+def running_here() -> list[str]:
+    """The owners of the moves this process is running now."""
+    return list(_running_here)
 
 
 @dataclass
@@ -112,6 +121,7 @@ class Move:
         """Move the tenant; the final record (state `done` or `failed`)."""
         record = moverecord.Record(self.directory, self.move_id, self.owner)
         beat = Heartbeat(record, self.heartbeat_timeout_seconds / 5)
+        _running_here.add(self.owner)
         beat.start()
         flipped = held = False
         try:
@@ -146,6 +156,7 @@ class Move:
             return self._settle_failure(record, flipped=flipped, reason=reason)
         finally:
             beat.stopped.set()
+            _running_here.discard(self.owner)
             if held:
                 self.signals.release(self.tenant_id)
 

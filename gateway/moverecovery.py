@@ -2,8 +2,9 @@
 
 The process running a move beats its heartbeat (gateway/mover.py). Every gateway replica's
 loop looks for a running move whose heartbeat is older than MOVE_HEARTBEAT_TIMEOUT_SECONDS
-and takes it over: the row lock (FOR UPDATE SKIP LOCKED) and the new owner written in the
-same transaction make one replica, once, the move's owner. Then, as the move would have:
+(never one it runs itself: a late beat there is a busy box, not a death) and takes it over:
+the row lock (FOR UPDATE SKIP LOCKED) and the new owner written in the same transaction make
+one replica, once, the move's owner. Then, as the move would have:
 
 - before the flip: undo it (the source is unmarked if its mark is still this move's, the
   target's partial copy deleted); the tenant is served where it was; state `failed`;
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ import anyio
 from sqlalchemy import Engine, text
 
 from gateway import moverecord
-from gateway.mover import Heartbeat, Signals, clean_source, undo
+from gateway.mover import Heartbeat, Signals, clean_source, running_here, undo
 from gateway.store import find_tenant
 
 log = logging.getLogger("gateway.move")
@@ -48,17 +50,22 @@ class Stale:
     flipped: bool
 
 
-def take_over(directory: Engine, owner: str, timeout_seconds: float) -> Stale | None:
-    """Make `owner` the owner of one move whose heartbeat is stale; None when there is none."""
+def take_over(
+    directory: Engine, owner: str, timeout_seconds: float, *, spare: Sequence[str] = ()
+) -> Stale | None:
+    """Make `owner` the owner of one move whose heartbeat is stale; None when there is none.
+
+    Moves owned by `spare` (the ones this process runs) are never taken."""
     with directory.begin() as conn:
         row = conn.execute(
             text(
                 "SELECT id, tenant_id, from_placement, to_placement, owner FROM tenant_moves "
                 "WHERE finished_at IS NULL AND (heartbeat_at < now() - make_interval(secs => :s) "
                 "OR (heartbeat_at IS NULL AND started_at < now() - make_interval(secs => :u))) "
+                "AND (owner IS NULL OR owner <> ALL(CAST(:spare AS text[]))) "
                 "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ),
-            {"s": timeout_seconds, "u": UNFENCED_AFTER_SECONDS},
+            {"s": timeout_seconds, "u": UNFENCED_AFTER_SECONDS, "spare": list(spare)},
         ).first()
         if row is None:
             return None
@@ -91,7 +98,7 @@ class Recovery:
     def settle_one(self) -> dict[str, Any] | None:
         """Take over one stale move and settle it; its final record, or None if none."""
         owner = moverecord.new_owner()
-        stale = take_over(self.directory, owner, self.timeout_seconds)
+        stale = take_over(self.directory, owner, self.timeout_seconds, spare=running_here())
         if stale is None:
             return None
         record = moverecord.Record(self.directory, stale.move_id, owner)

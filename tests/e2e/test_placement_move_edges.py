@@ -215,6 +215,39 @@ def test_a_row_the_capture_missed_fails_the_verification_and_the_tenant_stays(
     assert stored(stack, DEDICATED, tenant["id"]) == {}
 
 
+def test_a_live_move_whose_beats_look_late_is_never_taken_over_by_its_own_gateway(
+    stack: PlacedStack, admin: httpx.Client
+) -> None:
+    # A loaded box can delay a beat past the timeout; the gateway running the move is alive
+    # all the same, and its own recovery loop must leave the move alone.
+    tenant = make_tenant(admin)
+    rows(
+        stack.shared.url,
+        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
+        "FROM generate_series(1, 15000) g",
+        tenant["id"],
+    )
+    started = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
+    assert started.status_code == 202, started.text
+    began = time.monotonic()
+    # Every beat is made to look a minute old at once, far faster than the runner beats.
+    while rows(
+        stack.shared.url,
+        "UPDATE tenant_moves SET heartbeat_at = now() - interval '1 minute' "
+        "WHERE tenant_id = %s AND finished_at IS NULL RETURNING id",
+        tenant["id"],
+    ):
+        assert time.monotonic() - began < 120, "the move never finished"
+        time.sleep(0.05)
+    lasted = time.monotonic() - began
+    found = settled(admin, tenant["id"])
+    assert found["state"] == "done" and found["error"] is None, found
+    # The recovery looks every timeout / 3 (x 1.2 at most): it saw the stale beat.
+    assert lasted > float(TIMEOUT["MOVE_HEARTBEAT_TIMEOUT_SECONDS"]) / 3 * 1.2, lasted
+    assert len(stored(stack, DEDICATED, tenant["id"])) == 15000
+    assert stored(stack, "shared", tenant["id"]) == {}
+
+
 def test_a_write_whose_body_arrives_after_the_cut_over_lands_where_the_tenant_moved(
     stack: PlacedStack, admin: httpx.Client
 ) -> None:
