@@ -104,9 +104,28 @@ class Writers:
             time.sleep(0.01)
 
 
-def move(admin: httpx.Client, tenant_id: int, to: str) -> dict[str, Any]:
+def tenant_with_rows(stack: PlacedStack, admin: httpx.Client, count: int) -> dict[str, Any]:
+    """A tenant in shared holding users 1..count, written straight into the table."""
+    tenant = make_tenant(admin)
+    rows(
+        stack.shared.url,
+        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
+        "FROM generate_series(1, %s) g",
+        tenant["id"],
+        count,
+    )
+    return tenant
+
+
+def start_move(admin: httpx.Client, tenant_id: int, to: str) -> dict[str, Any]:
+    """The move begun (202): its first record."""
     started = admin.post(f"/admin/tenants/{tenant_id}/move", json={"to": to})
     assert started.status_code == 202, started.text
+    return started.json()  # type: ignore[no-any-return]
+
+
+def move(admin: httpx.Client, tenant_id: int, to: str) -> dict[str, Any]:
+    start_move(admin, tenant_id, to)
     deadline = time.monotonic() + 120
     while True:
         state = admin.get(f"/admin/tenants/{tenant_id}/move").json()
@@ -251,17 +270,13 @@ def test_the_cli_moves_a_tenant_and_the_gateway_serves_it_from_there(
 def test_a_second_move_of_a_tenant_is_refused_while_the_first_runs(
     stack: PlacedStack, admin: httpx.Client
 ) -> None:
-    tenant = make_tenant(admin)
     # Enough rows that the copy takes a while (about a second here) after the 202.
-    rows(
-        stack.shared.url,
-        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
-        "FROM generate_series(1, 3000) g",
-        tenant["id"],
+    tenant = tenant_with_rows(stack, admin, 3000)
+    assert start_move(admin, tenant["id"], DEDICATED)["state"] in (
+        "copying",
+        "catching_up",
+        "cutover",
     )
-    first = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
-    assert first.status_code == 202, first.text
-    assert first.json()["state"] in ("copying", "catching_up", "cutover")
     second = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
     assert second.status_code == 409
     assert second.json()["detail"] == "a move of this tenant is running"

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from placed_stack import DEDICATED, PlacedStack, placed_stack, rows
-from test_placement_move import make_tenant, move, stored
+from test_placement_move import make_tenant, move, start_move, stored, tenant_with_rows
 
 from gateway.tests.factories import bearer
 from kit.procs import start_service
@@ -76,14 +76,8 @@ def dead_cut_over(stack: PlacedStack, tenant_id: int) -> None:
 def test_a_move_killed_mid_copy_is_rolled_back_by_another_gateway_and_can_run_again(
     stack: PlacedStack, admin: httpx.Client
 ) -> None:
-    tenant = make_tenant(admin)
     # Big enough that the copy takes seconds (it runs at a few thousand rows a second).
-    rows(
-        stack.shared.url,
-        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
-        "FROM generate_series(1, 12000) g",
-        tenant["id"],
-    )
+    tenant = tenant_with_rows(stack, admin, 12000)
     doomed = start_service("gateway", env=stack.gateway.env, log_dir=stack.logs)
     try:
         with httpx.Client(
@@ -91,8 +85,7 @@ def test_a_move_killed_mid_copy_is_rolled_back_by_another_gateway_and_can_run_ag
             headers={"Authorization": f"Bearer {stack.secrets.admin_token}"},
             timeout=10,
         ) as other:
-            started = other.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
-            assert started.status_code == 202, started.text
+            start_move(other, tenant["id"], DEDICATED)
         deadline = time.monotonic() + 30
         while not rows(
             stack.dedicated_url, "SELECT 1 FROM users WHERE tenant_id = %s LIMIT 1", tenant["id"]
@@ -184,15 +177,8 @@ def test_a_move_that_died_frozen_in_its_cut_over_is_rolled_back_and_writes_resum
 def test_a_row_the_capture_missed_fails_the_verification_and_the_tenant_stays(
     stack: PlacedStack, admin: httpx.Client
 ) -> None:
-    tenant = make_tenant(admin)
-    rows(
-        stack.shared.url,
-        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
-        "FROM generate_series(1, 12000) g",
-        tenant["id"],
-    )
-    started = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
-    assert started.status_code == 202, started.text
+    tenant = tenant_with_rows(stack, admin, 12000)
+    start_move(admin, tenant["id"], DEDICATED)
     deadline = time.monotonic() + 30
     while not rows(
         stack.dedicated_url, "SELECT 1 FROM users WHERE tenant_id = %s LIMIT 1", tenant["id"]
@@ -220,15 +206,8 @@ def test_a_live_move_whose_beats_look_late_is_never_taken_over_by_its_own_gatewa
 ) -> None:
     # A loaded box can delay a beat past the timeout; the gateway running the move is alive
     # all the same, and its own recovery loop must leave the move alone.
-    tenant = make_tenant(admin)
-    rows(
-        stack.shared.url,
-        "INSERT INTO users (tenant_id, id, name) SELECT %s, g, 'u' || g "
-        "FROM generate_series(1, 15000) g",
-        tenant["id"],
-    )
-    started = admin.post(f"/admin/tenants/{tenant['id']}/move", json={"to": DEDICATED})
-    assert started.status_code == 202, started.text
+    tenant = tenant_with_rows(stack, admin, 15000)
+    start_move(admin, tenant["id"], DEDICATED)
     began = time.monotonic()
     # Every beat is made to look a minute old at once, far faster than the runner beats.
     while rows(

@@ -5,26 +5,16 @@ once, and wrk must build more when a round outruns what was prepared."""
 from __future__ import annotations
 
 import secrets as tokens
-import shutil
 
 import httpx
 import pytest
 
-from bench import generator, wrk_requests
+from bench import wrk_requests
 from bench.generator import run_requests
 from bench.http_load import BenchRequestFailed
 from bench.proxying import signed_direct
 from kit.procs import ServiceProcess
 from kit.testing import ExternalService, Secrets
-
-GENERATORS = ["wrk", "python"] if shutil.which("wrk") else ["python"]
-
-
-@pytest.fixture(params=GENERATORS)
-def load_generator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "python":
-        monkeypatch.setattr(generator, "wrk_binary", lambda: None)
-    return str(request.param)
 
 
 @pytest.fixture(scope="module")

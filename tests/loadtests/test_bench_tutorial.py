@@ -3,14 +3,12 @@ generators (wrk and the Python fallback) measure it, refusing to time error answ
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench import generator
 from bench.generator import Load, run_load
 from bench.http_load import BenchRequestFailed
 from bench.tutorial import USERS_PER_TENANT, tutorial_server
@@ -21,17 +19,6 @@ from kit.servers import PgServer
 def tutorial(postgres_server: PgServer, kit_workdir: Path) -> Iterator[tuple[str, list[int]]]:
     with tutorial_server(postgres_server, log_dir=kit_workdir / "logs") as running:
         yield running
-
-
-# wrk where installed (CI installs it); the Python fallback everywhere.
-GENERATORS = ["wrk", "python"] if shutil.which("wrk") else ["python"]
-
-
-@pytest.fixture(params=GENERATORS)
-def load_generator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "python":
-        monkeypatch.setattr(generator, "wrk_binary", lambda: None)
-    return str(request.param)
 
 
 def test_tutorial_app_answers_the_benched_reads_for_its_tenant_only(
