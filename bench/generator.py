@@ -9,16 +9,16 @@ Python client takes more, which flattens ratios towards 1, so wrk is preferred. 
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.http_load import BenchRequestFailed, RequestFactory, run_http
+from bench.http_load import RequestFactory, run_http
 from bench.measure import Sample
-from bench.wrk_requests import run_wrk_requests
+from bench.settings import Scale
+from bench.wrk_requests import run_wrk_requests, wrk_figures, wrk_sample
 
 # Each thread cycles through the paths; done() prints the figures as one JSON line.
 _LUA = """\
@@ -80,25 +80,12 @@ def run_wrk(binary: str, load: Load, *, seconds: float) -> Sample:
         script = Path(tmp) / "bench.lua"
         script.write_text(_LUA)
         argv = [binary, f"-t{threads}", f"-c{load.concurrency}", f"-d{max(1, round(seconds))}s"]
-        result = subprocess.run(
+        figures = wrk_figures(
             [*argv, "--timeout", "10s", "-s", str(script), load.base_url, "--", *args],
-            capture_output=True,
-            text=True,
             timeout=seconds + 60,
-            check=False,
         )
-    line = next((x for x in result.stdout.splitlines() if x.startswith("{")), None)
-    if result.returncode != 0 or line is None:
-        raise BenchRequestFailed(f"wrk exited with {result.returncode}: {result.stderr[-300:]}")
-    figures = json.loads(line)
-    if figures["non_2xx"] or figures["socket_errors"] or not figures["requests"]:
-        raise BenchRequestFailed(f"wrk against {load.base_url}{load.paths[0]}: {figures}")
-    return Sample(
-        operations=figures["requests"],
-        concurrency=load.concurrency,
-        seconds=figures["duration_us"] / 1e6,
-        latencies=[],
-        quantiles={0.50: figures["p50_us"] / 1000, 0.99: figures["p99_us"] / 1000},
+    return wrk_sample(
+        figures, concurrency=load.concurrency, target=f"{load.base_url}{load.paths[0]}"
     )
 
 
@@ -125,3 +112,14 @@ def run_requests(
     if binary is not None:
         return run_wrk_requests(binary, base_url, factory, concurrency=concurrency, seconds=seconds)
     return run_http(base_url, factory, requests=requests, concurrency=concurrency)
+
+
+def http_round(url: str, factory: RequestFactory, scale: Scale) -> Callable[[], Sample]:
+    """One round of `factory`'s requests against `url` at the scale's HTTP settings."""
+    return lambda: run_requests(
+        url,
+        factory,
+        concurrency=scale.http_concurrency,
+        seconds=scale.tutorial_seconds,
+        requests=scale.http_requests,
+    )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from bench.generator import run_requests
-from bench.measure import Comparison, Sample, Target, figures, interleaved
+from bench.generator import http_round
+from bench.measure import Comparison, Target, figures, interleaved
 from bench.proxying import BenchTenant, via_gateway
 from bench.settings import Scale
 from bench.stack import HttpStack
@@ -22,17 +20,11 @@ def compare_metrics_cost(
         return "SKIPPED metrics on vs off: an attached stack has no second gateway"
     factory = via_gateway(tenant.api_key, tenant.user_ids)
 
-    def target(url: str) -> Callable[[], Sample]:
-        return lambda: run_requests(
-            url,
-            factory,
-            concurrency=scale.http_concurrency,
-            seconds=scale.tutorial_seconds,
-            requests=scale.http_requests,
-        )
-
     samples = interleaved(
-        {"on": target(stack.gateway_url), "off": target(stack.plain_gateway_url)},
+        {
+            "on": http_round(stack.gateway_url, factory, scale),
+            "off": http_round(stack.plain_gateway_url, factory, scale),
+        },
         rounds=scale.http_rounds,
     )
     return Comparison(

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from bench.generator import run_requests
+from bench.generator import http_round
 from bench.http_load import RequestFactory
-from bench.measure import Comparison, Sample, Target, figures, interleaved
+from bench.measure import Comparison, Target, figures, interleaved
 from bench.nginx import NginxError, nginx_binary, nginx_proxy
 from bench.settings import Scale
 from bench.stack import HttpStack
@@ -108,20 +108,12 @@ def compare_proxies(
     """Gateway / direct, split by the bare Python hop (bench/barehop.py) into what the hop
     and what the gateway's work cost; gateway / nginx (or why nginx was skipped)."""
     tenant_id, api_key, ids = tenant.id, tenant.api_key, tenant.user_ids
-
-    def target(url: str, factory: RequestFactory) -> Callable[[], Sample]:
-        return lambda: run_requests(
-            url,
-            factory,
-            concurrency=scale.http_concurrency,
-            seconds=scale.tutorial_seconds,
-            requests=scale.http_requests,
-        )
-
+    # A factory each: the service accepts each signed request once, whichever way it came.
+    direct, via_hop = (signed_direct(stack.signing_secret, tenant_id, ids) for _ in range(2))
     targets = {
-        "gateway": target(stack.gateway_url, via_gateway(api_key, ids)),
-        "direct": target(stack.users_url, signed_direct(stack.signing_secret, tenant_id, ids)),
-        "bare hop": target(bare_hop_url, signed_direct(stack.signing_secret, tenant_id, ids)),
+        "gateway": http_round(stack.gateway_url, via_gateway(api_key, ids), scale),
+        "direct": http_round(stack.users_url, direct, scale),
+        "bare hop": http_round(bare_hop_url, via_hop, scale),
     }
     binary = nginx_binary()
     skipped = "nginx not installed, skipped"
@@ -135,7 +127,7 @@ def compare_proxies(
                 skipped = f"{exc}, skipped"
             else:
                 nginx = signed_direct(stack.signing_secret, tenant_id, ids)
-                targets["nginx"] = target(url, nginx)
+                targets["nginx"] = http_round(url, nginx, scale)
         samples = interleaved(targets, rounds=scale.http_rounds)
     results = {name: figures(name, s) for name, s in samples.items()}
     lines: list[Comparison | str] = [

@@ -97,18 +97,33 @@ def _once(
         script.write_text(_LUA)
         _write_requests(requests, factory, count)
         argv = [binary, f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s"]
-        result = subprocess.run(
+        return wrk_figures(
             [*argv, "-s", str(script), base_url, "--", str(requests), str(threads)],
-            capture_output=True,
-            text=True,
             timeout=seconds + 60,
-            check=False,
         )
+
+
+def wrk_figures(argv: list[str], *, timeout: float) -> dict[str, int]:
+    """Run wrk with one of the bench's Lua scripts; the JSON line the script prints at the end."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     line = next((x for x in result.stdout.splitlines() if x.startswith("{")), None)
     if result.returncode != 0 or line is None:
         raise BenchRequestFailed(f"wrk exited with {result.returncode}: {result.stderr[-300:]}")
     figures: dict[str, int] = json.loads(line)
     return figures
+
+
+def wrk_sample(figures: dict[str, int], *, concurrency: int, target: str) -> Sample:
+    """The figures as a Sample; any non-2xx answer or socket error (or none served) fails it."""
+    if figures["non_2xx"] or figures["socket_errors"] or not figures["requests"]:
+        raise BenchRequestFailed(f"wrk against {target}: {figures}")
+    return Sample(
+        operations=figures["requests"],
+        concurrency=concurrency,
+        seconds=figures["duration_us"] / 1e6,
+        latencies=[],
+        quantiles={0.50: figures["p50_us"] / 1000, 0.99: figures["p99_us"] / 1000},
+    )
 
 
 def run_wrk_requests(
@@ -126,12 +141,4 @@ def run_wrk_requests(
         count = 2 * max(count, figures["requests"])
     else:
         raise BenchRequestFailed(f"wrk outran {count // 2} prepared requests in {duration} s")
-    if figures["non_2xx"] or figures["socket_errors"] or not figures["requests"]:
-        raise BenchRequestFailed(f"wrk against {base_url}: {figures}")
-    return Sample(
-        operations=figures["requests"],
-        concurrency=concurrency,
-        seconds=figures["duration_us"] / 1e6,
-        latencies=[],
-        quantiles={0.50: figures["p50_us"] / 1000, 0.99: figures["p99_us"] / 1000},
-    )
+    return wrk_sample(figures, concurrency=concurrency, target=base_url)
