@@ -121,9 +121,9 @@ class Move:
         """Move the tenant; the final record (state `done` or `failed`)."""
         record = moverecord.Record(self.directory, self.move_id, self.owner)
         beat = Heartbeat(record, self.heartbeat_timeout_seconds / 5)
-        _running_here.add(self.owner)
         beat.start()
         flipped = held = False
+        _running_here.add(self.owner)  # taken out in the `finally` below
         try:
             record.heartbeat()
             data = self._copy(record, beat)
