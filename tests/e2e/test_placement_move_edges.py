@@ -50,6 +50,16 @@ def settled(admin: httpx.Client, tenant_id: int, seconds: float = 30) -> dict[st
     return found  # type: ignore[no-any-return]
 
 
+def copy_began(stack: PlacedStack, tenant_id: int) -> None:
+    """Return once the tenant's first copied row is in dedicated (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while not rows(
+        stack.dedicated_url, "SELECT 1 FROM users WHERE tenant_id = %s LIMIT 1", tenant_id
+    ):
+        assert time.monotonic() < deadline, "the copy never began"
+        time.sleep(0.02)
+
+
 def marks(url: str, tenant_id: int) -> list[tuple[object, ...]]:
     return rows(url, "SELECT state FROM tenant_move_marks WHERE tenant_id = %s", tenant_id)
 
@@ -86,12 +96,7 @@ def test_a_move_killed_mid_copy_is_rolled_back_by_another_gateway_and_can_run_ag
             timeout=10,
         ) as other:
             start_move(other, tenant["id"], DEDICATED)
-        deadline = time.monotonic() + 30
-        while not rows(
-            stack.dedicated_url, "SELECT 1 FROM users WHERE tenant_id = %s LIMIT 1", tenant["id"]
-        ):
-            assert time.monotonic() < deadline, "the copy never began"
-            time.sleep(0.02)
+        copy_began(stack, tenant["id"])
         os.kill(doomed.pid, signal.SIGKILL)
     finally:
         doomed.stop()
@@ -179,12 +184,7 @@ def test_a_row_the_capture_missed_fails_the_verification_and_the_tenant_stays(
 ) -> None:
     tenant = tenant_with_rows(stack, admin, 12000)
     start_move(admin, tenant["id"], DEDICATED)
-    deadline = time.monotonic() + 30
-    while not rows(
-        stack.dedicated_url, "SELECT 1 FROM users WHERE tenant_id = %s LIMIT 1", tenant["id"]
-    ):
-        assert time.monotonic() < deadline, "the copy never began"
-        time.sleep(0.02)
+    copy_began(stack, tenant["id"])
     # After the copy's snapshot, with triggers off: a row neither copied nor logged, as a
     # capture bug (or a write that bypassed it) would leave.
     rows(
