@@ -109,7 +109,8 @@ def compare_proxies(
     and what the gateway's work cost; gateway / nginx (or why nginx was skipped)."""
     tenant_id, api_key, ids = tenant.id, tenant.api_key, tenant.user_ids
     # A factory each: the service accepts each signed request once, whichever way it came.
-    direct, via_hop = (signed_direct(stack.signing_secret, tenant_id, ids) for _ in range(2))
+    direct = signed_direct(stack.signing_secret, tenant_id, ids)
+    via_hop = signed_direct(stack.signing_secret, tenant_id, ids)
     targets = {
         "gateway": http_round(stack.gateway_url, via_gateway(api_key, ids), scale),
         "direct": http_round(stack.users_url, direct, scale),
