@@ -1,14 +1,14 @@
-"""The hot reads on the event loop: psycopg 3 in pipeline mode, no worker thread, no ORM.
+"""The hot reads on the event loop: psycopg 3, one round trip, no worker thread, no ORM.
 
 A read used to hop to a worker thread for psycopg2 and run through the ORM (the hop alone
 was the users service's largest single cost in issue 10's profile). Here a read is a Core
 `select` compiled once, and one transaction is one round trip: BEGIN, the tenant's
-`SET LOCAL app.tenant_id` and `statement_timeout`, the query and COMMIT go out together in
-pipeline mode. Both walls stay: RLS sees the tenant set local to the transaction (nothing is
-left on the pooled connection after COMMIT, or after the rollback of a failed read), and
-`tenant_read()` adds the tenant predicate to every table of the statement, the Core form of
-the ORM's criterion, so a route cannot forget it. psycopg2 stays the driver of writes,
-migrations and tools.
+`SET LOCAL app.tenant_id` and `statement_timeout`, the query and COMMIT go out together as
+one simple Query message. Both walls stay: RLS sees the tenant set local to the
+transaction (nothing is left on the pooled connection after COMMIT, and a failed read's
+connection is dropped), and `tenant_read()` adds the tenant predicate to every table of the
+statement, the Core form of the ORM's criterion, so a route cannot forget it. psycopg2 stays
+the driver of writes, migrations and tools.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import AsyncClientCursor
 from psycopg.rows import dict_row
 from sqlalchemy import Select, bindparam
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
@@ -92,25 +93,28 @@ class TenantReader:
         values = {**defaults, **params, TENANT_PARAM: self.tenant_id}
         # int(): spliced into SQL text (SET takes no bind parameters), as session.py does.
         settings = (
-            f"SET LOCAL app.tenant_id = '{int(self.tenant_id)}'",
-            f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}",
+            f"BEGIN; SET LOCAL app.tenant_id = '{int(self.tenant_id)}'; "
+            f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"
         )
         started = time.perf_counter()
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn:  # autocommit: BEGIN and COMMIT are ours
+            cursor = AsyncClientCursor(conn, row_factory=dict_row)
+            # The values are bound here, by psycopg's quoting (the parse of the constant SQL
+            # is cached), so the whole transaction is one simple Query message: one request,
+            # one ReadyForQuery, which is all PgBouncer's transaction pooling follows. In
+            # pipeline mode psycopg ends with a Sync and then a Flush written on their own; a
+            # Flush reaching PgBouncer after it had handed the server back linked a server to
+            # the idle client, and with compose's pool of 2 every write then waited for
+            # idle_transaction_timeout (the scale profile, on a loaded machine).
+            select = cursor.mogrify(sql, values)
             if self.separate:
-                for setting in settings:
-                    await conn.execute(setting, prepare=False)
-            async with conn.pipeline():
-                if not self.separate:
-                    for setting in settings:
-                        # Never prepared: their text differs per tenant.
-                        await conn.execute(setting, prepare=False)
-                cursor = conn.cursor(row_factory=dict_row)
-                # Not prepared (the pool's connections have prepare_threshold=None): behind
-                # PgBouncer in transaction mode (compose's scale profile) the next
-                # transaction may reach a server connection that never saw the statement.
-                await cursor.execute(sql, values)
-                await conn.commit()
+                # Citus: the tenant is set in a round trip of its own, before the query.
+                await cursor.execute(settings)
+                await cursor.execute(f"{select}; COMMIT")
+            else:
+                await cursor.execute(f"{settings}; {select}; COMMIT")
+            while cursor.description is None and cursor.nextset():
+                pass  # to the SELECT's result: BEGIN's and SET's carry no rows
             rows = await cursor.fetchall()
         if self.on_cost is not None:
             self.on_cost(self.tenant_id, time.perf_counter() - started, len(rows))

@@ -5,7 +5,9 @@ Kept small and strict, like the write engine's pool (services/tenancy/runtime.py
 fails fails its request at once (a fast 503), a request that finds every connection busy
 waits at most `timeout` seconds, then `PoolExhausted` (503). A connection comes back only
 idle and healthy: one left in a transaction (a failed or cancelled read) is closed, not
-reused, so nothing of one tenant's transaction can reach the next checkout.
+reused, so nothing of one tenant's transaction can reach the next checkout. Connections are
+in autocommit mode: a read sends its own BEGIN and COMMIT in its one message (asyncread.py),
+and psycopg adds no BEGIN of its own in another.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ class ReadPool:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         self._open += 1
         try:
-            return await psycopg.AsyncConnection.connect(self.conninfo, **self.kwargs)
+            return await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, **self.kwargs
+            )
         except BaseException:
             self._open -= 1
             await self._notify()

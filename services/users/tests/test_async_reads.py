@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import psycopg2.extensions
 import pytest
+from psycopg.pq import Trace
 from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from kit.testing import Database
@@ -187,3 +189,48 @@ def test_the_services_read_pool_leaves_no_prepared_statement_on_the_server(
             await pool.close()
 
     assert asyncio.run(scenario()) == 0
+
+
+@pytest.mark.parametrize(
+    ("separate", "messages_sent", "ready_states"),
+    [(False, ["Query"], ["I"]), (True, ["Query", "Query"], ["T", "I"])],
+)
+def test_a_read_is_one_message_whose_answer_finds_the_transaction_over(
+    two_tenants: tuple[int, int],
+    database: Database,
+    tmp_path: Path,
+    separate: bool,
+    messages_sent: list[str],
+    ready_states: list[str],
+) -> None:
+    # PgBouncer in transaction mode hands a server back at the ReadyForQuery that finds the
+    # transaction over ("I"). Anything the client sends after it is routed on its own: in
+    # pipeline mode psycopg wrote a Flush after the Sync, and a Flush arriving late linked a
+    # server to the idle client until idle_transaction_timeout, while compose's pool of 2
+    # made every write wait. So a read is one Query, answered once; with the tenant set in a
+    # round trip of its own (Citus), two, the first answered inside the transaction ("T").
+    a, _ = two_tenants
+    trace = tmp_path / "libpq.trace"
+
+    async def scenario() -> list[str]:
+        pool = _pool(database.app_url)  # one connection: the traced one serves the read
+        try:
+            with trace.open("w") as out:
+                async with pool.connection() as conn:
+                    conn.pgconn.trace(out.fileno())
+                    conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+                reader = TenantReader(
+                    pool, tenant_id=a, statement_timeout_ms=4000, separate=separate
+                )
+                names = [row["name"] for row in await reader.fetch(NAMES)]
+                async with pool.connection() as conn:
+                    conn.pgconn.untrace()
+            return names
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ["a0", "a1"]
+    messages = [line.split("\t") for line in trace.read_text().splitlines()]
+    assert [m[2] for m in messages if m[0] == "F"] == messages_sent, messages
+    ready = [m[3].strip() for m in messages if m[0] == "B" and m[2] == "ReadyForQuery"]
+    assert ready == ready_states, messages
