@@ -92,7 +92,7 @@ class TenantReader:
         sql, defaults = read.compiled()
         values = {**defaults, **params, TENANT_PARAM: self.tenant_id}
         # int(): spliced into SQL text (SET takes no bind parameters), as session.py does.
-        settings = (
+        begin = (
             f"BEGIN; SET LOCAL app.tenant_id = '{int(self.tenant_id)}'; "
             f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"
         )
@@ -109,10 +109,10 @@ class TenantReader:
             select = cursor.mogrify(sql, values)
             if self.separate:
                 # Citus: the tenant is set in a round trip of its own, before the query.
-                await cursor.execute(settings)
+                await cursor.execute(begin)
                 await cursor.execute(f"{select}; COMMIT")
             else:
-                await cursor.execute(f"{settings}; {select}; COMMIT")
+                await cursor.execute(f"{begin}; {select}; COMMIT")
             while cursor.description is None and cursor.nextset():
                 pass  # to the SELECT's result: BEGIN's and SET's carry no rows
             rows = await cursor.fetchall()

@@ -72,7 +72,8 @@ def create_read_pool(url: str | URL, *, application_name: str) -> ReadPool:
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
         # No server-side prepared statements: PgBouncer in transaction mode
-        # (max_prepared_statements = 0 in deploy/pgbouncer) cannot follow them.
+        # (max_prepared_statements = 0 in deploy/pgbouncer) cannot follow them. The hot
+        # reads bind on the client and never prepare; this keeps any other use as safe.
         prepare_threshold=None,
     )
 
