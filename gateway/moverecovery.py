@@ -51,7 +51,7 @@ class Stale:
 
 
 def take_over(
-    directory: Engine, owner: str, timeout_seconds: float, *, spare: Sequence[str] = ()
+    directory: Engine, owner: str, timeout_seconds: float, *, spare: Sequence[str]
 ) -> Stale | None:
     """Make `owner` the owner of one move whose heartbeat is stale; None when there is none.
 
